@@ -1,0 +1,25 @@
+//! wpsmesh gRPC contracts: the generated wire types (`process::v1`, `storage::v1`) and the
+//! checked domain types they are converted into on receipt.
+
+pub mod storage;
+
+/// Generated wire types, as checked in under `src/gen` (see `tests/drift.rs`).
+pub mod wire {
+    /// `wpsmesh.process.v1`
+    pub mod process {
+        #[allow(clippy::all, missing_docs)]
+        pub mod v1 {
+            include!("gen/wpsmesh.process.v1.rs");
+        }
+    }
+    /// `wpsmesh.storage.v1`
+    pub mod storage {
+        #[allow(clippy::all, missing_docs)]
+        pub mod v1 {
+            include!("gen/wpsmesh.storage.v1.rs");
+        }
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every wpsmesh proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/descriptor.bin");

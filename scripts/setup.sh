@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what wpsmesh needs on Debian 12 and skips what is present. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TOOLS="$ROOT/.tools"
+mkdir -p "$TOOLS"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Debian packages.
+DEB_PKGS=(python3-qgis qgis-providers libpython3.11-dev redis-server gdal-bin libxml2-utils nodejs npm)
+missing=()
+for p in "${DEB_PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+# node/npm may come from elsewhere (the machine image); only install if the commands are missing.
+filtered=()
+for p in "${missing[@]}"; do
+  case "$p" in
+    nodejs) command -v node >/dev/null || filtered+=("$p") ;;
+    npm) command -v npm >/dev/null || filtered+=("$p") ;;
+    *) filtered+=("$p") ;;
+  esac
+done
+if [ "${#filtered[@]}" -gt 0 ]; then
+  log "installing debian packages: ${filtered[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${filtered[@]}" >/dev/null
+else
+  log "debian packages present"
+fi
+
+# The S3 protocol server used by the tests (MinIO stands in for it in deploy/).
+if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+  log "installing s3s-fs 0.14.1 (takes a few minutes)"
+  cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+else
+  log "s3s-fs present"
+fi
+
+# buf, for linting the protos.
+if [ ! -x "$TOOLS/node_modules/.bin/buf" ]; then
+  log "installing buf"
+  npm install --silent --prefix "$TOOLS" @bufbuild/buf@1 >/dev/null
+else
+  log "buf present"
+fi
