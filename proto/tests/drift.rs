@@ -21,6 +21,7 @@ fn generate(out: &Path) {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .bytes(".")
         .emit_rerun_if_changed(false)
         .out_dir(out)
         .compile_fds(fds)

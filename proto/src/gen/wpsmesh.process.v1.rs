@@ -175,8 +175,8 @@ pub struct LiteralValue {
 pub struct ComplexValue {
     #[prost(message, optional, tag = "1")]
     pub format: ::core::option::Option<Format>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub data: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub data: ::prost::bytes::Bytes,
 }
 /// Reference points at data elsewhere: a storage object or an http(s) URL.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -14,7 +14,7 @@ pub mod upload_request {
         Metadata(super::UploadMetadata),
         /// The file's bytes, in order, at most 1 MiB per message.
         #[prost(bytes, tag = "2")]
-        Chunk(::prost::alloc::vec::Vec<u8>),
+        Chunk(::prost::bytes::Bytes),
     }
 }
 /// UploadMetadata describes a file about to be uploaded.
@@ -90,7 +90,7 @@ pub mod download_response {
         Object(super::ObjectInfo),
         /// The requested bytes, in order, at most 1 MiB per message.
         #[prost(bytes, tag = "2")]
-        Chunk(::prost::alloc::vec::Vec<u8>),
+        Chunk(::prost::bytes::Bytes),
     }
 }
 /// StatRequest names an object.

@@ -1,0 +1,125 @@
+//! The wpsmesh configuration, loaded in layers: defaults → TOML file → `WPSMESH_` environment
+//! (`__` nests: `WPSMESH_STORAGE__BACKEND=s3`) → command-line flags.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every section of the configuration; each service reads its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub log: LogConfig,
+    pub storage: wpsmesh_storage::Config,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+impl LogConfig {
+    pub fn init(&self) {
+        let format = if self.format == "json" {
+            wpsmesh_telemetry::LogFormat::Json
+        } else {
+            wpsmesh_telemetry::LogFormat::Text
+        };
+        wpsmesh_telemetry::init(format, &self.filter);
+    }
+}
+
+/// Loads the configuration. `overrides` are dotted keys from flags, applied last.
+pub fn load(file: Option<&Path>, overrides: Figment) -> anyhow::Result<Config> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(file) = file {
+        anyhow::ensure!(file.is_file(), "config file {} not found", file.display());
+        figment = figment.merge(Toml::file(file));
+    }
+    // Only nested keys: WPSMESH_<SECTION>__<KEY>. Other WPSMESH_ variables are not config.
+    let env = Env::prefixed("WPSMESH_")
+        .filter(|k| k.as_str().contains("__"))
+        .split("__");
+    figment
+        .merge(env)
+        .merge(overrides)
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+/// The configuration as TOML, for `--dump-config`; secrets are masked.
+pub fn dump(config: &Config) -> anyhow::Result<String> {
+    let mut shown = config.clone();
+    if !shown.storage.s3.secret_key.is_empty() {
+        shown.storage.s3.secret_key = "<redacted>".into();
+    }
+    Ok(toml::to_string_pretty(&shown)?)
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "wpsmesh.toml",
+                "[storage]\nlisten = \"127.0.0.1:1000\"\nbackend = \"s3\"\n[storage.s3]\nbucket = \"from-file\"\n",
+            )?;
+            jail.set_env("WPSMESH_STORAGE__S3__BUCKET", "from-env");
+            jail.set_env("WPSMESH_UPDATE_PROTO", "1");
+            let flags = Figment::new().merge(("storage.listen", "127.0.0.1:2000"));
+            let c = load(Some(Path::new("wpsmesh.toml")), flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.storage.listen.port(), 2000);
+            assert_eq!(c.storage.backend, wpsmesh_storage::BackendKind::S3);
+            assert_eq!(c.storage.s3.bucket, "from-env");
+            assert_eq!(c.storage.s3.region, "us-east-1");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[storage]\nlisten_on = \"x\"\n")?;
+            let err = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("typo");
+            assert!(err.to_string().contains("listen_on"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn dump_masks_secrets() {
+        let mut c = Config::default();
+        c.storage.s3.secret_key = "hunter2".into();
+        let text = dump(&c).expect("dump");
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains("<redacted>"));
+    }
+
+    #[test]
+    fn dump_round_trips() {
+        let c = Config::default();
+        let text = dump(&c).expect("dump");
+        let back: Config = toml::from_str(&text).expect("parse dump");
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,88 @@
+//! The `wpsmesh` command: argument parsing, configuration, and starting services in-process.
+
+pub mod config;
+pub mod up;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use figment::Figment;
+use tokio::net::TcpListener;
+
+/// wpsmesh: every QGIS Processing algorithm over OGC WPS, on a gRPC mesh.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "WPSMESH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long, global = true)]
+    pub dump_config: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the local mesh on embedded defaults, until Ctrl-C.
+    Up(up::UpArgs),
+    /// Run the storage service alone.
+    Storage {
+        /// Address to listen on (default 0.0.0.0:8800).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// `local` or `s3`.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+impl Cli {
+    /// Flag values that override the configuration.
+    fn overrides(&self) -> Figment {
+        let mut f = Figment::new();
+        match &self.command {
+            Command::Storage { listen, backend } => {
+                if let Some(l) = listen {
+                    f = f.merge(("storage.listen", l.to_string()));
+                }
+                if let Some(b) = backend {
+                    f = f.merge(("storage.backend", b.as_str()));
+                }
+            }
+            Command::Up(args) => f = args.overrides(f),
+        }
+        f
+    }
+}
+
+/// Runs the command line; returns when the service stops.
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    let config = config::load(cli.config.as_deref(), cli.overrides())?;
+    if cli.dump_config {
+        print!("{}", config::dump(&config)?);
+        return Ok(());
+    }
+    config.log.init();
+    match cli.command {
+        Command::Storage { .. } => {
+            let listener = bind(config.storage.listen).await?;
+            wpsmesh_storage::run(
+                config.storage,
+                listener,
+                wpsmesh_runtime::shutdown::signal(),
+            )
+            .await
+        }
+        Command::Up(args) => up::run(config, args).await,
+    }
+}
+
+/// Binds a listener, naming the address when it fails.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}

@@ -1,0 +1,114 @@
+//! Storage service configuration (the `[storage]` section of the wpsmesh config).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Which backend holds the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A local directory: the embedded default.
+    #[default]
+    Local,
+    /// Any S3 API: MinIO, AWS, s3s-fs.
+    S3,
+}
+
+/// Storage service settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    pub backend: BackendKind,
+    /// Largest object accepted, in bytes.
+    pub max_object_size: u64,
+    pub local: LocalConfig,
+    pub s3: S3Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8800)),
+            backend: BackendKind::Local,
+            max_object_size: 16 * 1024 * 1024 * 1024,
+            local: LocalConfig::default(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// The local directory backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Directory holding the objects; created if missing.
+    pub root: PathBuf,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from(".data/storage"),
+        }
+    }
+}
+
+/// The S3 backend. Credentials left empty are read from `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint URL, e.g. `http://minio:9000`; AWS's own when empty.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Prefix of every object key, e.g. `wpsmesh/`.
+    pub prefix: String,
+    pub access_key: String,
+    pub secret_key: String,
+    /// Path-style addressing (`endpoint/bucket/key`), as MinIO expects.
+    pub path_style: bool,
+    /// Multipart part size in bytes (at least 5 MiB).
+    pub part_size: usize,
+    /// Parts uploaded at once per upload.
+    pub upload_concurrency: usize,
+    /// Attempts per S3 request, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            bucket: "wpsmesh".into(),
+            prefix: String::new(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            path_style: true,
+            part_size: 8 * 1024 * 1024,
+            upload_concurrency: 4,
+            max_attempts: 3,
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .field("part_size", &self.part_size)
+            .field("upload_concurrency", &self.upload_concurrency)
+            .finish()
+    }
+}

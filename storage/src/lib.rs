@@ -1,0 +1,66 @@
+//! wpsmesh storage service: streams files over gRPC into S3/MinIO or a local directory.
+//!
+//! `run(config, listener, shutdown)` serves `wpsmesh.storage.v1.StorageService` with the
+//! standard health and reflection services on an already bound listener.
+
+mod backend;
+mod config;
+mod error;
+mod service;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use wpsmesh_proto::wire::storage::v1::storage_service_server::StorageServiceServer;
+use wpsmesh_runtime::grpc;
+
+pub use backend::Backend;
+pub use config::{BackendKind, Config, LocalConfig, S3Config};
+pub use error::StorageError;
+pub use service::StorageService;
+
+/// Serves the storage service on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let backend = Backend::from_config(&config).await?;
+    let service = StorageServiceServer::new(StorageService::new(backend.clone(), &config))
+        .max_decoding_message_size(grpc::MAX_MESSAGE)
+        .max_encoding_message_size(grpc::MAX_MESSAGE);
+    let (router, health) = grpc::with_health_and_reflection(grpc::server());
+    let router = router.add_service(service);
+
+    // Serving is reported once the backend is reachable (the bucket exists); until then the
+    // health service says NOT_SERVING and calls fail with UNAVAILABLE naming the endpoint.
+    health
+        .set_not_serving::<StorageServiceServer<StorageService>>()
+        .await;
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match backend.ready().await {
+                Ok(()) => {
+                    health
+                        .set_serving::<StorageServiceServer<StorageService>>()
+                        .await;
+                    info!(backend = backend.describe(), "storage backend ready");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?delay, "storage backend not ready");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    });
+
+    info!(addr = %listener.local_addr()?, backend = ?config.backend, "storage listening");
+    grpc::serve(router, listener, shutdown).await?;
+    info!("storage stopped");
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Test harness: starts real dependencies (s3s-fs, binaries of this workspace) on free loopback
+//! ports, waits until they accept connections, and stops them when dropped.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound once, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Waits until `addr` accepts TCP connections, or fails after `timeout`.
+pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{addr} did not accept connections within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `check` until it returns true, or fails with `what` after `timeout`.
+pub async fn eventually(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Ok(())
+}
+
+/// Finds an installed binary on `PATH` or in cargo's bin directory.
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(cargo_home.map(|h| h.join("bin")))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real S3 protocol server (`s3s-fs`) over a temporary directory.
+pub struct S3sFs {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    root: tempfile::TempDir,
+    _child: ChildGuard,
+}
+
+impl S3sFs {
+    /// Starts s3s-fs on a free port and waits until it accepts connections.
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = find_binary("s3s-fs").ok_or_else(|| {
+            anyhow::anyhow!("s3s-fs not installed: run scripts/setup.sh (cargo install s3s-fs@0.14.1 --features binary)")
+        })?;
+        let root = tempfile::tempdir()?;
+        let (access_key, secret_key) =
+            ("wpsmesh-test".to_owned(), "wpsmesh-test-secret".to_owned());
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(&bin)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", &access_key, "--secret-key", &secret_key])
+                .arg(root.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let mut child = ChildGuard(child);
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if wait_for_tcp(addr, Duration::from_secs(10)).is_ok() && child.0.try_wait()?.is_none()
+            {
+                return Ok(Self {
+                    endpoint: format!("http://{addr}"),
+                    access_key,
+                    secret_key,
+                    root,
+                    _child: child,
+                });
+            }
+        }
+        anyhow::bail!("s3s-fs did not start")
+    }
+
+    /// The directory s3s-fs serves (buckets are its subdirectories).
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Files of open multipart uploads (`.upload-<id>*`, anywhere under the root).
+    pub fn open_uploads(&self) -> Vec<PathBuf> {
+        files_under(self.root.path())
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".upload-"))
+            })
+            .collect()
+    }
+
+    /// Object files in `bucket` (hidden bookkeeping files excluded).
+    pub fn objects(&self, bucket: &str) -> Vec<PathBuf> {
+        files_under(&self.root.path().join(bucket))
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+            })
+            .collect()
+    }
+}
+
+/// Every regular file below `dir`, recursively (empty when `dir` is missing).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random content of `len` bytes in chunks of at most 1 MiB (xorshift),
+/// generated as it is consumed so large test files never sit in memory.
+pub fn content(len: usize, seed: u64) -> impl Iterator<Item = bytes::Bytes> {
+    const MIB: usize = 1024 * 1024;
+    let mut state = seed | 1;
+    let mut left = len;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(MIB);
+        left -= n;
+        let mut chunk = Vec::with_capacity(n + 8);
+        while chunk.len() < n {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.extend_from_slice(&state.to_le_bytes());
+        }
+        chunk.truncate(n);
+        Some(bytes::Bytes::from(chunk))
+    })
+}
