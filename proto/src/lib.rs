@@ -12,6 +12,13 @@ pub mod wire {
             include!("gen/wpsmesh.process.v1.rs");
         }
     }
+    /// `wpsmesh.worker.v1`: the node ↔ PyQGIS worker channel (no gRPC service).
+    pub mod worker {
+        #[allow(clippy::all, missing_docs)]
+        pub mod v1 {
+            include!("gen/wpsmesh.worker.v1.rs");
+        }
+    }
     /// `wpsmesh.storage.v1`
     pub mod storage {
         #[allow(clippy::all, missing_docs)]

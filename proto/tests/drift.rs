@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 const PROTOS: &[&str] = &[
     "wpsmesh/process/v1/process.proto",
     "wpsmesh/storage/v1/storage.proto",
+    "wpsmesh/worker/v1/worker.proto",
 ];
 
 fn generate(out: &Path) {

@@ -1,0 +1,3 @@
+//! The `wpsmesh-worker` binary (placeholder until written).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Consul self-registration (placeholder until written).

@@ -1,0 +1,1 @@
+//! Input fetching (placeholder until written).
