@@ -11,7 +11,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages.
-DEB_PKGS=(python3-qgis qgis-providers libpython3.11-dev redis-server gdal-bin libxml2-utils nodejs npm)
+DEB_PKGS=(python3-qgis qgis-providers qgis-common qgis libpython3.11-dev redis-server gdal-bin libxml2-utils nodejs npm)
 missing=()
 for p in "${DEB_PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

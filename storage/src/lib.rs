@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use wpsmesh_proto::wire::storage::v1::storage_service_server::StorageServiceServer;
 use wpsmesh_runtime::grpc;
 
-pub use backend::Backend;
+pub use backend::{Backend, s3_client};
 pub use config::{BackendKind, Config, LocalConfig, S3Config};
 pub use error::StorageError;
 pub use service::StorageService;

@@ -190,3 +190,31 @@ pub fn content(len: usize, seed: u64) -> impl Iterator<Item = bytes::Bytes> {
         Some(bytes::Bytes::from(chunk))
     })
 }
+
+/// Path of a binary of this workspace, built by `cargo build` (`release` picks the profile).
+/// Fails with the command to run when it has not been built.
+pub fn workspace_binary(name: &str, release: bool) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let profile = if release { "release" } else { "debug" };
+    let path = target.join(profile).join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} not built: run `cargo build{} --bins` first",
+        path.display(),
+        if release { " --release" } else { "" }
+    );
+    Ok(path)
+}
+
+/// Resident set size and its peak (VmRSS, VmHWM) of a process, in bytes (Linux).
+pub fn rss_of(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}

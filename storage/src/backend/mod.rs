@@ -13,7 +13,7 @@ use crate::config::{BackendKind, Config};
 use crate::error::StorageError;
 
 pub use local::Local;
-pub use s3::S3;
+pub use s3::{S3, client as s3_client};
 
 /// The bytes of an upload, checked chunk by chunk; an `Err` aborts the upload.
 pub type ChunkStream = BoxStream<'static, Result<Bytes, StorageError>>;

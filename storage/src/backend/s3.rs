@@ -33,6 +33,44 @@ const MIN_PART: usize = 5 * 1024 * 1024;
 /// User metadata goes into HTTP headers, so the file name is percent-encoded.
 const NAME_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_');
 
+/// An S3 client configured as the backend uses it (endpoint, path style, credentials from the
+/// config or `AWS_*` variables, checksums only where required, bounded retries).
+pub fn client(c: &S3Config) -> anyhow::Result<Client> {
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let (access, secret) = if c.access_key.is_empty() {
+        (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+    } else {
+        (c.access_key.clone(), c.secret_key.clone())
+    };
+    anyhow::ensure!(
+        !access.is_empty() && !secret.is_empty(),
+        "s3 credentials missing: set storage.s3.access_key/secret_key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    );
+    let mut b = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(c.region.clone()))
+        .credentials_provider(Credentials::new(
+            access,
+            secret,
+            None,
+            None,
+            "wpsmesh-config",
+        ))
+        .force_path_style(c.path_style)
+        .retry_config(RetryConfig::standard().with_max_attempts(c.max_attempts.max(1)))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    if !c.endpoint.is_empty() {
+        b = b.endpoint_url(&c.endpoint);
+    }
+    Ok(Client::from_conf(b.build()))
+}
+
 pub struct S3 {
     client: Client,
     bucket: String,
@@ -45,45 +83,13 @@ pub struct S3 {
 
 impl S3 {
     pub fn new(c: &S3Config) -> anyhow::Result<Self> {
-        let env = |k: &str| std::env::var(k).unwrap_or_default();
-        let (access, secret) = if c.access_key.is_empty() {
-            (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
-        } else {
-            (c.access_key.clone(), c.secret_key.clone())
-        };
-        anyhow::ensure!(
-            !access.is_empty() && !secret.is_empty(),
-            "s3 credentials missing: set storage.s3.access_key/secret_key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-        );
         anyhow::ensure!(
             c.part_size >= MIN_PART,
             "storage.s3.part_size must be at least {MIN_PART} bytes"
         );
         anyhow::ensure!(!c.bucket.is_empty(), "storage.s3.bucket is empty");
-        let mut b = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(c.region.clone()))
-            .credentials_provider(Credentials::new(
-                access,
-                secret,
-                None,
-                None,
-                "wpsmesh-config",
-            ))
-            .force_path_style(c.path_style)
-            .retry_config(RetryConfig::standard().with_max_attempts(c.max_attempts.max(1)))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .build(),
-            )
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        if !c.endpoint.is_empty() {
-            b = b.endpoint_url(&c.endpoint);
-        }
         Ok(Self {
-            client: Client::from_conf(b.build()),
+            client: client(c)?,
             bucket: c.bucket.clone(),
             prefix: c.prefix.clone(),
             endpoint: if c.endpoint.is_empty() {
@@ -199,6 +205,7 @@ impl S3 {
         };
         match self.upload_parts(&mut upload, buf, body).await {
             Ok(parts) => {
+                let started = std::time::Instant::now();
                 let completed = self
                     .client
                     .complete_multipart_upload()
@@ -218,6 +225,7 @@ impl S3 {
                     return Err(err);
                 }
                 upload.upload_id = None;
+                debug!(%key, elapsed = ?started.elapsed(), "multipart upload completed");
                 self.stat(id).await
             }
             Err(e) => {

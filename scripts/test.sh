@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up what is missing, then runs every check and test: formatting, proto lint, clippy,
+# the Rust test suites (unit, real-backend, end-to-end) and the PyQGIS self-check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "format"
+cargo fmt --all --check
+step "proto lint (buf)"
+.tools/node_modules/.bin/buf lint
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "build binaries for the end-to-end tests"
+cargo build --workspace --bins --locked
+step "tests"
+cargo test --workspace --locked --no-fail-fast

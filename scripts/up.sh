@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets up what is missing, then runs the local mesh on embedded defaults until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release --bins --locked
+exec ./target/release/wpsmesh up "$@"
