@@ -1,5 +1,109 @@
 //! wpsmesh node: serves `wpsmesh.process.v1.ProcessService` from a pool of PyQGIS workers.
+//!
+//! `run(config, listener, shutdown)` starts the worker pool, reads the process catalog once,
+//! serves gRPC (with health and reflection) until `shutdown`, registering in Consul when
+//! configured and deregistering before it stops.
 
+pub mod catalog;
+pub mod config;
 pub mod consul;
+pub mod error;
+pub mod execute;
 pub mod fetch;
+pub mod jobs;
+pub mod outputs;
 pub mod pool;
+pub mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing::info;
+use wpsmesh_proto::wire::process::v1::process_service_server::ProcessServiceServer;
+use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
+use wpsmesh_runtime::grpc;
+
+pub use config::Config;
+pub use error::NodeError;
+
+/// Serves a node on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tokio::fs::create_dir_all(&config.work_dir).await?;
+    let storage = StorageServiceClient::new(grpc::channel(&config.storage)?)
+        .max_decoding_message_size(grpc::MAX_MESSAGE);
+    let fetcher = fetch::Fetcher::new(config.fetch.clone(), Some(storage.clone()))?;
+    let pool = Arc::new(pool::Pool::start(config.pool.clone()).await?);
+    let catalog = catalog::Catalog::from_json(&pool.describe().await?)?;
+    if !catalog.skipped().is_empty() {
+        let ids: Vec<&str> = catalog
+            .skipped()
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        info!(count = ids.len(), ids = ?ids, "algorithms left out: a required parameter cannot be expressed");
+    }
+    info!(
+        processes = catalog.len(),
+        workers = pool.size(),
+        qgis = pool.qgis_version(),
+        "process catalog ready"
+    );
+
+    let node_name = format!("{}:{}", config.consul.advertise_host(), addr.port());
+    let jobs = Arc::new(jobs::Jobs::new(node_name, config.job_ttl));
+    let executor = Arc::new(execute::Executor {
+        catalog: Arc::new(catalog),
+        pool: pool.clone(),
+        fetcher,
+        storage,
+        public_url: config.public_url.clone(),
+        work_dir: config.work_dir.clone(),
+        max_inline_bytes: config.max_inline_bytes,
+        max_timeout: config.pool.job_timeout,
+    });
+    let service = service::ProcessService::new(executor, jobs);
+    let sweeper = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                service.sweep().await;
+            }
+        })
+    };
+
+    let (router, health) = grpc::with_health_and_reflection(grpc::server());
+    let router = router.add_service(
+        ProcessServiceServer::new(service)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024),
+    );
+    health
+        .set_serving::<ProcessServiceServer<service::ProcessService>>()
+        .await;
+
+    let registration =
+        consul::Registration::spawn(&config.consul, &config.consul.advertise_host(), addr.port())?;
+    info!(%addr, "node listening");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(grpc::serve(router, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    shutdown.await;
+    // Leave Consul first so the edge stops routing here, then drain.
+    registration.deregister().await;
+    let _ = stop_tx.send(());
+    serving.await??;
+    sweeper.abort();
+    pool.shutdown().await;
+    info!("node stopped");
+    Ok(())
+}

@@ -174,6 +174,28 @@ pub fn content_type_for(format: &str) -> &'static str {
     }
 }
 
+/// The file extension wpsmesh uses for a MIME type, if it knows one (parameters such as
+/// `; subtype=gml/3.1.1` are ignored).
+pub fn extension_for(mime_type: &str) -> Option<&'static str> {
+    let base = mime_type.split(';').next().unwrap_or_default().trim();
+    Some(match base.to_ascii_lowercase().as_str() {
+        "application/geo+json" | "application/vnd.geo+json" => "geojson",
+        "application/json" => "json",
+        "application/gml+xml" | "text/xml" => "gml",
+        "application/vnd.google-earth.kml+xml" => "kml",
+        "application/geopackage+sqlite3" => "gpkg",
+        "application/zip" | "application/x-zipped-shp" | "application/x-esri-shapefile" => "zip",
+        "image/tiff" | "image/geotiff" => "tif",
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "text/csv" => "csv",
+        "text/plain" => "txt",
+        "text/html" => "html",
+        "application/pdf" => "pdf",
+        _ => return None,
+    })
+}
+
 /// Metadata of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -314,6 +336,16 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn extensions_follow_mime_types() {
+        assert_eq!(extension_for("application/geo+json"), Some("geojson"));
+        assert_eq!(extension_for("text/xml; subtype=gml/3.1.1"), Some("gml"));
+        assert_eq!(extension_for("application/x-unknown"), None);
+        for ext in ["geojson", "gml", "kml", "gpkg", "zip", "tif", "csv"] {
+            assert_eq!(extension_for(content_type_for(ext)), Some(ext), "{ext}");
+        }
     }
 
     #[test]

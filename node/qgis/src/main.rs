@@ -1,3 +1,108 @@
-//! The `wpsmesh-worker` binary (placeholder until written).
+//! `wpsmesh-worker`: one PyQGIS worker process. Initialises QGIS once, then serves describe and
+//! run requests from stdin, one job at a time, answering with events on stdout (see
+//! `proto/wpsmesh/worker/v1/worker.proto`). Logs go to stderr; EOF on stdin ends it.
 
-fn main() {}
+mod control;
+mod embed;
+mod python;
+mod wire;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use pyo3::prelude::*;
+use wpsmesh_proto::wire::worker::v1::Ready;
+use wpsmesh_proto::wire::worker::v1::worker_event::Event;
+
+use crate::control::{Command, JobControl};
+
+/// Set by the node to its pid: the worker dies with it (see `die_with_parent`).
+const PARENT_ENV: &str = "WPSMESH_WORKER_PARENT";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WPSMESH_WORKER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "worker failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve() -> anyhow::Result<()> {
+    die_with_parent()?;
+    let started = Instant::now();
+    let sink = Arc::new(wire::take_stdout().context("cannot take stdout")?);
+    let control = Arc::new(JobControl::default());
+    Python::initialize();
+    Python::attach(|py| {
+        let (session, qgis) = python::Session::start(py).map_err(|error| {
+            error.print(py);
+            anyhow::anyhow!("cannot initialise qgis: {error}")
+        })?;
+        let ready = Ready {
+            qgis_version: qgis.qgis_version,
+            init_seconds: started.elapsed().as_secs_f64(),
+            pid: std::process::id(),
+        };
+        tracing::info!(
+            qgis = ready.qgis_version,
+            seconds = ready.init_seconds,
+            qgis_seconds = qgis.seconds,
+            "worker ready"
+        );
+        sink.send(Event::Ready(ready))?;
+        let mut commands = control::spawn_reader(Arc::clone(&control))?;
+        loop {
+            // Wait without the GIL; the receiver moves in and out (it is not Sync).
+            let (command, receiver) = py.detach(move || (commands.recv(), commands));
+            commands = receiver;
+            let Ok(command) = command else {
+                tracing::debug!("no more requests");
+                return Ok(());
+            };
+            let event = match command {
+                Command::Describe(_) => session.describe(py),
+                Command::Run(request) => {
+                    let started = Instant::now();
+                    let event = session.run(py, &request, &sink, &control);
+                    let outcome = match &event {
+                        Event::Finished(_) => "finished",
+                        _ => "failed",
+                    };
+                    tracing::info!(
+                        job = request.job_id,
+                        process = request.process_id,
+                        seconds = started.elapsed().as_secs_f64(),
+                        outcome,
+                        "job done"
+                    );
+                    event
+                }
+            };
+            sink.send(event).context("cannot send an event")?;
+        }
+    })
+}
+
+/// Asks the kernel to SIGKILL this worker when the node that started it dies, even by
+/// SIGKILL, and refuses to start when the node is already gone.
+fn die_with_parent() -> anyhow::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if let Ok(parent) = std::env::var(PARENT_ENV) {
+        let actual = nix::unistd::getppid().as_raw().to_string();
+        anyhow::ensure!(actual == parent, "the node (pid {parent}) is gone");
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Node settings (the `[node]` section of the wpsmesh config).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::consul::ConsulConfig;
+use crate::fetch::FetchConfig;
+use crate::pool::PoolConfig;
+
+/// Everything a node needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// The storage service (`http://host:port`), where inputs are read and outputs written.
+    pub storage: String,
+    /// Public base URL of the edge; output hrefs are `{public_url}/api/file/retrieve/{id}.{ext}`.
+    pub public_url: String,
+    /// Where job working directories live; each job's is removed when it ends.
+    pub work_dir: PathBuf,
+    /// Largest complex output returned inline (as value); larger ones become references.
+    pub max_inline_bytes: u64,
+    /// How long finished jobs (and their outputs) are kept.
+    #[serde(with = "humantime_serde")]
+    pub job_ttl: Duration,
+    pub pool: PoolConfig,
+    pub fetch: FetchConfig,
+    pub consul: ConsulConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8001)),
+            storage: "http://127.0.0.1:8800".into(),
+            public_url: "http://localhost:9000".into(),
+            work_dir: std::env::temp_dir().join("wpsmesh-node"),
+            max_inline_bytes: 8 * 1024 * 1024,
+            job_ttl: Duration::from_secs(24 * 3600),
+            pool: PoolConfig::default(),
+            fetch: FetchConfig::default(),
+            consul: ConsulConfig::default(),
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! Consul self-registration (placeholder until written).

@@ -1,0 +1,256 @@
+//! One execution: check the request against the process description, turn inputs into local
+//! files and literals, run it on the pool, publish the outputs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+use tracing::info;
+use wpsmesh_proto::storage::extension_for;
+use wpsmesh_proto::wire::process::v1::{self as wire, input, input_description};
+use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
+
+use crate::catalog::Catalog;
+use crate::error::NodeError;
+use crate::fetch::Fetcher;
+use crate::jobs::Job;
+use crate::outputs;
+use crate::pool::{Format, InputValue, JobEvent, OutputRequest, Pool, RunJob};
+
+/// What an execution needs, shared by every call.
+pub struct Executor {
+    pub catalog: Arc<Catalog>,
+    pub pool: Arc<Pool>,
+    pub fetcher: Fetcher,
+    pub storage: StorageServiceClient<Channel>,
+    pub public_url: String,
+    pub work_dir: PathBuf,
+    pub max_inline_bytes: u64,
+    pub max_timeout: Duration,
+}
+
+/// Checks a request's shape against the description: the process exists, every input id is
+/// known and of the right kind, required inputs are there, no input has too many values, every
+/// requested output exists. Values themselves are checked by the worker, which knows QGIS.
+pub fn check<'c>(
+    catalog: &'c Catalog,
+    req: &wire::ExecuteRequest,
+) -> Result<&'c wire::ProcessDescription, NodeError> {
+    let desc = catalog
+        .get(&req.process_id)
+        .ok_or_else(|| NodeError::UnknownProcess(req.process_id.chars().take(128).collect()))?;
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    for i in &req.inputs {
+        let d = desc
+            .inputs
+            .iter()
+            .find(|d| d.id == i.id)
+            .ok_or_else(|| NodeError::invalid(&i.id, "unknown input"))?;
+        let ok = matches!(
+            (&d.kind, &i.value),
+            (
+                Some(input_description::Kind::Literal(_)),
+                Some(input::Value::Literal(_))
+            ) | (
+                Some(input_description::Kind::Complex(_)),
+                Some(input::Value::Complex(_) | input::Value::Reference(_))
+            ) | (
+                Some(input_description::Kind::BoundingBox(_)),
+                Some(input::Value::BoundingBox(_))
+            )
+        );
+        if !ok {
+            let want = match d.kind {
+                Some(input_description::Kind::Literal(_)) => "a literal value",
+                Some(input_description::Kind::Complex(_)) => "complex data or a reference",
+                _ => "a bounding box",
+            };
+            return Err(NodeError::invalid(&i.id, format!("expects {want}")));
+        }
+        *counts.entry(&i.id).or_default() += 1;
+    }
+    for d in &desc.inputs {
+        let n = counts.get(d.id.as_str()).copied().unwrap_or(0);
+        if n < d.min_occurs {
+            return Err(NodeError::invalid(&d.id, "missing required input"));
+        }
+        if n > d.max_occurs.max(1) {
+            return Err(NodeError::invalid(
+                &d.id,
+                format!("takes at most {} value(s), got {n}", d.max_occurs.max(1)),
+            ));
+        }
+    }
+    for o in &req.outputs {
+        if !desc.outputs.iter().any(|d| d.id == o.id) {
+            return Err(NodeError::invalid(&o.id, "unknown output"));
+        }
+    }
+    Ok(desc)
+}
+
+fn pool_format(f: Option<&wire::Format>) -> Format {
+    f.map(|f| Format {
+        mime_type: f.mime_type.clone(),
+        encoding: f.encoding.clone(),
+        schema: f.schema.clone(),
+        extension: f.extension.clone(),
+    })
+    .unwrap_or_default()
+}
+
+/// The extension to store a complex input under: the format's, else its MIME type's, else the
+/// input's default format's.
+fn input_extension(f: Option<&wire::Format>, d: &wire::InputDescription) -> Option<String> {
+    let default = match &d.kind {
+        Some(input_description::Kind::Complex(c)) => c.formats.first(),
+        _ => None,
+    };
+    [f, default]
+        .into_iter()
+        .flatten()
+        .find_map(|f| {
+            if f.extension.is_empty() {
+                extension_for(&f.mime_type).map(str::to_owned)
+            } else {
+                Some(f.extension.clone())
+            }
+        })
+        .filter(|e| !e.is_empty() && e.len() <= 16 && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+impl Executor {
+    /// Runs a checked request for `job`, feeding its status and log; returns the outputs.
+    pub async fn run(
+        &self,
+        job: &Job,
+        req: wire::ExecuteRequest,
+    ) -> Result<(Vec<wire::Output>, Vec<String>), NodeError> {
+        let desc = check(&self.catalog, &req)?;
+        let workdir = tempfile::Builder::new()
+            .prefix(&format!("job-{}-", job.id))
+            .tempdir_in(&self.work_dir)?;
+        let inputs_dir = workdir.path().join("inputs");
+        let outputs_dir = workdir.path().join("outputs");
+        tokio::fs::create_dir_all(&inputs_dir).await?;
+        tokio::fs::create_dir_all(&outputs_dir).await?;
+
+        let mut run = RunJob::new(req.process_id.clone(), &outputs_dir);
+        run.job_id = job.id.clone();
+        if let Some(t) = req.timeout.and_then(|t| Duration::try_from(t).ok()) {
+            run = run.timeout(t.min(self.max_timeout));
+        }
+        for (n, i) in req.inputs.into_iter().enumerate() {
+            let d = desc
+                .inputs
+                .iter()
+                .find(|d| d.id == i.id)
+                .ok_or_else(|| NodeError::invalid(&i.id, "unknown input"))?;
+            let value = self
+                .resolve(&i.id, i.value, d, &inputs_dir.join(n.to_string()))
+                .await?;
+            run = run.input(&i.id, value);
+        }
+        let mut inline = Vec::new();
+        for o in &req.outputs {
+            if !o.as_reference {
+                inline.push(o.id.clone());
+            }
+            let format = o.format.as_ref().map(|f| pool_format(Some(f)));
+            run.outputs.push(OutputRequest {
+                id: o.id.clone(),
+                format,
+            });
+        }
+
+        let (tx, mut rx) = mpsc::channel(64);
+        let pump = async {
+            while let Some(event) = rx.recv().await {
+                match event {
+                    JobEvent::Started { worker_pid } => job.started(worker_pid.to_string()),
+                    JobEvent::Progress(p) => job.progress(p),
+                    JobEvent::Log(line) => job.log_line(line),
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(self.pool.run(run, tx, job.cancel.clone()), pump);
+        let outcome = outcome?;
+        info!(job = %job.id, worker = outcome.worker_pid, elapsed = ?outcome.elapsed, "job ran");
+        let mut storage = self.storage.clone();
+        let published = outputs::publish(
+            &mut storage,
+            &self.public_url,
+            outcome.outputs,
+            &inline,
+            self.max_inline_bytes,
+        )
+        .await?;
+        Ok((published, outcome.log))
+    }
+
+    /// Turns one input value into what the worker takes: files land in `dir`.
+    async fn resolve(
+        &self,
+        id: &str,
+        value: Option<input::Value>,
+        d: &wire::InputDescription,
+        dir: &Path,
+    ) -> Result<InputValue, NodeError> {
+        Ok(match value {
+            Some(input::Value::Literal(l)) => InputValue::Literal(l.value),
+            Some(input::Value::BoundingBox(b)) => {
+                if b.lower_corner.len() != 2 || b.upper_corner.len() != 2 {
+                    return Err(NodeError::invalid(
+                        id,
+                        "a bounding box needs two 2D corners",
+                    ));
+                }
+                InputValue::BoundingBox {
+                    crs: b.crs,
+                    lower: b.lower_corner,
+                    upper: b.upper_corner,
+                }
+            }
+            Some(input::Value::Complex(c)) => {
+                tokio::fs::create_dir_all(dir).await?;
+                let ext = input_extension(c.format.as_ref(), d).unwrap_or_else(|| "dat".into());
+                let path = dir.join(format!("data.{ext}"));
+                tokio::fs::write(&path, &c.data).await?;
+                self.file_input(id, path, pool_format(c.format.as_ref()), dir)
+                    .await?
+            }
+            Some(input::Value::Reference(r)) => {
+                tokio::fs::create_dir_all(dir).await?;
+                let ext = input_extension(r.format.as_ref(), d);
+                let path = self.fetcher.fetch(id, &r.href, dir, ext.as_deref()).await?;
+                self.file_input(id, path, pool_format(r.format.as_ref()), dir)
+                    .await?
+            }
+            None => return Err(NodeError::invalid(id, "input without a value")),
+        })
+    }
+
+    /// A file input; zips are unpacked (with limits) and their shapefile is used.
+    async fn file_input(
+        &self,
+        id: &str,
+        path: PathBuf,
+        format: Format,
+        dir: &Path,
+    ) -> Result<InputValue, NodeError> {
+        let is_zip = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+        let path = if is_zip {
+            self.fetcher
+                .unzip_shapefile(id, &path, &dir.join("unzipped"))
+                .await?
+        } else {
+            path
+        };
+        Ok(InputValue::File { path, format })
+    }
+}
