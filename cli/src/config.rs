@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub log: LogConfig,
     pub storage: wpsmesh_storage::Config,
+    pub node: wpsmesh_node::Config,
 }
 
 /// Logging settings.
@@ -68,6 +69,9 @@ pub fn dump(config: &Config) -> anyhow::Result<String> {
     let mut shown = config.clone();
     if !shown.storage.s3.secret_key.is_empty() {
         shown.storage.s3.secret_key = "<redacted>".into();
+    }
+    if !shown.node.consul.token.is_empty() {
+        shown.node.consul.token = "<redacted>".into();
     }
     Ok(toml::to_string_pretty(&shown)?)
 }

@@ -28,6 +28,18 @@ pub struct Cli {
 pub enum Command {
     /// Run the local mesh on embedded defaults, until Ctrl-C.
     Up(up::UpArgs),
+    /// Run one node: a pool of PyQGIS workers behind the ProcessService.
+    Node {
+        /// Address to listen on (default 0.0.0.0:8001).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Worker processes (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// The storage service, e.g. http://127.0.0.1:8800.
+        #[arg(long)]
+        storage: Option<String>,
+    },
     /// Run the storage service alone.
     Storage {
         /// Address to listen on (default 0.0.0.0:8800).
@@ -50,6 +62,21 @@ impl Cli {
                 }
                 if let Some(b) = backend {
                     f = f.merge(("storage.backend", b.as_str()));
+                }
+            }
+            Command::Node {
+                listen,
+                workers,
+                storage,
+            } => {
+                if let Some(l) = listen {
+                    f = f.merge(("node.listen", l.to_string()));
+                }
+                if let Some(w) = workers {
+                    f = f.merge(("node.pool.workers", *w));
+                }
+                if let Some(s) = storage {
+                    f = f.merge(("node.storage", s.as_str()));
                 }
             }
             Command::Up(args) => f = args.overrides(f),
@@ -75,6 +102,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 wpsmesh_runtime::shutdown::signal(),
             )
             .await
+        }
+        Command::Node { .. } => {
+            let listener = bind(config.node.listen).await?;
+            wpsmesh_node::run(config.node, listener, wpsmesh_runtime::shutdown::signal()).await
         }
         Command::Up(args) => up::run(config, args).await,
     }

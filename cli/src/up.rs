@@ -1,10 +1,11 @@
-//! `wpsmesh up`: the local mesh on embedded defaults, every service in this one process, until
-//! Ctrl-C. Today that is the storage service; the edge and nodes join as they land.
+//! `wpsmesh up`: the local mesh on embedded defaults, every service in this one process (each
+//! node with its own pool of worker processes), until Ctrl-C. The edge joins when it lands.
 
 use std::net::SocketAddr;
 
 use figment::Figment;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::config::Config;
@@ -12,31 +13,36 @@ use crate::config::Config;
 /// Flags of `wpsmesh up`.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// Directory for the mesh's files (default `.data/storage`).
+    /// Directory for the mesh's files (default `.data`).
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
     /// Storage port (default 8800).
     #[arg(long)]
     pub storage_port: Option<u16>,
+    /// Nodes to run, on ports 8001, 8002, ...
+    #[arg(long, default_value_t = 2)]
+    pub nodes: u16,
+    /// Worker processes per node (default: the cores shared out among the nodes).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 impl UpArgs {
     pub(crate) fn overrides(&self, mut f: Figment) -> Figment {
         if let Some(dir) = &self.data_dir {
             f = f.merge(("storage.local.root", dir.join("storage")));
+            f = f.merge(("node.work_dir", dir.join("work")));
         }
         if let Some(port) = self.storage_port {
-            f = f.merge((
-                "storage.listen",
-                SocketAddr::from(([127, 0, 0, 1], port)).to_string(),
-            ));
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            f = f.merge(("storage.listen", addr.to_string()));
         }
         f
     }
 }
 
 /// Starts every service and waits for Ctrl-C or SIGTERM, then stops them all.
-pub async fn run(config: Config, _args: UpArgs) -> anyhow::Result<()> {
+pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -44,29 +50,54 @@ pub async fn run(config: Config, _args: UpArgs) -> anyhow::Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    let mut services = JoinSet::new();
 
     let storage_listener = crate::bind(config.storage.listen).await?;
     let storage_addr = storage_listener.local_addr()?;
-    let storage = tokio::spawn(wpsmesh_storage::run(
+    services.spawn(wpsmesh_storage::run(
         config.storage.clone(),
         storage_listener,
         stopped(),
     ));
-
-    info!(storage = %format!("grpc://{storage_addr}"), "local mesh up; ctrl-c stops it");
     println!("wpsmesh local mesh");
     println!(
         "  storage  grpc://{storage_addr}  (files in {})",
         config.storage.local.root.display()
     );
 
-    tokio::select! {
-        () = wpsmesh_runtime::shutdown::signal() => {}
-        r = storage => {
-            r??;
-            anyhow::bail!("storage stopped unexpectedly");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = args
+        .workers
+        .unwrap_or_else(|| (cores / usize::from(args.nodes.max(1))).max(1));
+    for i in 0..args.nodes {
+        let mut node = config.node.clone();
+        node.listen = SocketAddr::from(([127, 0, 0, 1], config.node.listen.port() + i));
+        node.storage = format!("http://127.0.0.1:{}", storage_addr.port());
+        node.work_dir = config.node.work_dir.join(format!("node-{}", i + 1));
+        node.pool.workers = workers;
+        let listener = crate::bind(node.listen).await?;
+        println!(
+            "  node {}   grpc://{}  ({workers} workers)",
+            i + 1,
+            node.listen
+        );
+        services.spawn(wpsmesh_node::run(node, listener, stopped()));
+    }
+    info!(nodes = args.nodes, "local mesh up; ctrl-c stops it");
+
+    let outcome = tokio::select! {
+        () = wpsmesh_runtime::shutdown::signal() => Ok(()),
+        Some(r) = services.join_next() => match r {
+            Ok(Ok(())) => Err(anyhow::anyhow!("a service stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        },
+    };
+    let _ = stop_tx.send(true);
+    while let Some(r) = services.join_next().await {
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "service stopped with an error");
         }
     }
-    let _ = stop_tx.send(true);
-    Ok(())
+    outcome
 }

@@ -95,12 +95,18 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
 });
 
 /// Two workers shared by the tests that need no special pool settings.
-static SHARED: LazyLock<Pool> = LazyLock::new(|| {
-    RUNTIME.block_on(start_pool(PoolConfig {
+static SHARED: LazyLock<Arc<Pool>> = LazyLock::new(|| {
+    let config = PoolConfig {
         workers: 2,
         ..PoolConfig::default()
-    }))
+    };
+    Arc::new(RUNTIME.block_on(start_pool(config)))
 });
+
+/// The shared pool, started outside the runtime on first use.
+fn shared() -> Arc<Pool> {
+    Arc::clone(&SHARED)
+}
 
 async fn start_pool(config: PoolConfig) -> Pool {
     LazyLock::force(&WORKER_BUILT);
@@ -171,19 +177,6 @@ impl Running {
     }
 }
 
-fn shared() -> Arc<Pool> {
-    static POOL: LazyLock<Arc<Pool>> = LazyLock::new(|| {
-        // The pool lives in SHARED for the whole test binary; an Arc over a static reference
-        // is not possible, so the tests share one Arc.
-        Arc::new(RUNTIME.block_on(start_pool(PoolConfig {
-            workers: 2,
-            ..PoolConfig::default()
-        })))
-    });
-    let _ = &SHARED;
-    Arc::clone(&POOL)
-}
-
 /// (feature count, every geometry a polygon) of a GeoJSON file.
 fn polygons(path: &Path) -> (usize, bool) {
     let text = std::fs::read_to_string(path).expect("output file");
@@ -198,9 +191,219 @@ fn polygons(path: &Path) -> (usize, bool) {
     (features.len(), all_polygons)
 }
 
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
+        !state.starts_with('Z')
+    })
+}
+
 fn output_file(outcome: &RunOutcome, id: &str) -> PathBuf {
     match outcome.output(id) {
         Some(OutputValue::File { path, .. }) => path.clone(),
         other => panic!("output {id}: {other:?}"),
     }
+}
+
+#[test]
+fn describe_lists_every_algorithm() {
+    let pool = shared();
+    RUNTIME.block_on(async {
+        let json = pool.describe().await.expect("describe");
+        let described: serde_json::Value = serde_json::from_str(&json).expect("json");
+        let processes = described["processes"].as_array().expect("processes");
+        let ids: Vec<&str> = processes
+            .iter()
+            .filter_map(|p| p["summary"]["id"].as_str())
+            .collect();
+        eprintln!("described {} processes", ids.len());
+        assert!(ids.len() >= 300, "only {} processes", ids.len());
+        assert!(ids.contains(&"native:buffer"));
+    });
+}
+
+#[test]
+fn buffer_gives_one_polygon_per_point_with_live_progress() {
+    let pool = shared();
+    RUNTIME.block_on(async {
+        for round in ["first", "warm"] {
+            let dir = workdir();
+            let mut job = spawn_job(&pool, buffer_points(dir.path()), CancellationToken::new());
+            let pid = job.started().await;
+            let mut events = Vec::new();
+            while let Some(event) = job.events.recv().await {
+                events.push(event);
+            }
+            let outcome = job.outcome().await.expect("buffer succeeds");
+            eprintln!("{round} buffer job: {:?} on worker {pid}", outcome.elapsed);
+            assert_eq!(outcome.worker_pid, pid);
+            assert!(
+                events.iter().any(|e| matches!(e, JobEvent::Progress(_))),
+                "no progress in {events:?}"
+            );
+            let (count, all_polygons) = polygons(&output_file(&outcome, "OUTPUT"));
+            assert_eq!(count, 240);
+            assert!(all_polygons);
+        }
+    });
+}
+
+#[test]
+fn bad_input_names_the_parameter() {
+    let pool = shared();
+    RUNTIME.block_on(async {
+        let dir = workdir();
+        let (tx, _events) = mpsc::channel(16);
+        let job = buffer_points(dir.path()).literal("SEGMENTS", "many");
+        let error = pool.run(job, tx.clone(), CancellationToken::new()).await;
+        match error {
+            Err(PoolError::Parameter { name, message }) => {
+                assert_eq!(name, "SEGMENTS", "{message}");
+            }
+            other => panic!("expected a parameter error, got {other:?}"),
+        }
+        let job = RunJob::new("native:nosuchthing", dir.path());
+        let error = pool.run(job, tx, CancellationToken::new()).await;
+        assert!(
+            matches!(error, Err(PoolError::UnknownProcess { .. })),
+            "{error:?}"
+        );
+    });
+}
+
+#[test]
+fn a_killed_worker_fails_only_its_job() {
+    let pool = shared();
+    RUNTIME.block_on(async {
+        let dir = workdir();
+        let mut job = spawn_job(&pool, slow_job(dir.path()), CancellationToken::new());
+        let pid = job.started().await;
+        job.progressing().await;
+        let pid = Pid::from_raw(i32::try_from(pid).expect("pid"));
+        kill(pid, Signal::SIGKILL).expect("kill the worker");
+        let error = job.outcome().await.expect_err("the job fails");
+        let message = error.to_string();
+        assert!(
+            message.contains("worker crashed") && message.contains("signal 9"),
+            "{message}"
+        );
+        let next = workdir();
+        let (tx, _events) = mpsc::channel(16);
+        let outcome = pool
+            .run(buffer_points(next.path()), tx, CancellationToken::new())
+            .await
+            .expect("the next job succeeds");
+        assert_eq!(polygons(&output_file(&outcome, "OUTPUT")).0, 240);
+    });
+}
+
+#[test]
+fn a_timeout_kills_a_long_job() {
+    let pool = shared();
+    RUNTIME.block_on(async {
+        let dir = workdir();
+        let timeout = Duration::from_secs(2);
+        let job = slow_job(dir.path()).timeout(timeout);
+        let mut job = spawn_job(&pool, job, CancellationToken::new());
+        job.started().await;
+        let started = Instant::now();
+        let error = job.outcome().await.expect_err("the job times out");
+        let took = started.elapsed();
+        eprintln!("timed out after {took:?}");
+        assert_eq!(error, PoolError::TimedOut { after: timeout });
+        assert!(took >= timeout - Duration::from_millis(100), "{took:?}");
+        assert!(took <= timeout + CANCEL_GRACE + SLACK, "{took:?}");
+    });
+}
+
+/// One worker and a queue of one: a queued job is refused beyond the queue, a waiting job is
+/// cancelled at once, a running one stops within the grace period without losing its worker,
+/// and dropping the pool kills the worker.
+#[test]
+fn cancel_and_queue_on_a_single_worker() {
+    RUNTIME.block_on(async {
+        let pool = Arc::new(
+            start_pool(PoolConfig {
+                workers: 1,
+                queue_limit: 1,
+                ..PoolConfig::default()
+            })
+            .await,
+        );
+        let (long_dir, queued_dir) = (workdir(), workdir());
+        let long_cancel = CancellationToken::new();
+        let mut long = spawn_job(&pool, slow_job(long_dir.path()), long_cancel.clone());
+        let pid = long.started().await;
+        {
+            // The first poll of `run` puts the job in the queue.
+            let queued_cancel = CancellationToken::new();
+            let (tx, _queued_events) = mpsc::channel(16);
+            let queued = pool.run(buffer_points(queued_dir.path()), tx, queued_cancel.clone());
+            tokio::pin!(queued);
+            assert!(futures::poll!(&mut queued).is_pending());
+            let (tx, _events) = mpsc::channel(16);
+            let refused = pool.run(buffer_points(queued_dir.path()), tx, Default::default());
+            assert_eq!(refused.await, Err(PoolError::Busy));
+            queued_cancel.cancel();
+            assert_eq!(queued.await, Err(PoolError::Cancelled));
+        }
+
+        long.progressing().await;
+        let cancelled_at = Instant::now();
+        long_cancel.cancel();
+        assert_eq!(long.outcome().await, Err(PoolError::Cancelled));
+        let took = cancelled_at.elapsed();
+        eprintln!("cancelled within {took:?}");
+        assert!(took <= CANCEL_GRACE + SLACK, "{took:?}");
+
+        let next = workdir();
+        let (tx, _events) = mpsc::channel(16);
+        let outcome = pool
+            .run(buffer_points(next.path()), tx, CancellationToken::new())
+            .await
+            .expect("the next job succeeds");
+        if took < CANCEL_GRACE {
+            assert_eq!(outcome.worker_pid, pid, "a stopped job keeps its worker");
+        }
+        drop(Arc::into_inner(pool).expect("no other owner"));
+        // A process's death has no signal to wait for here (it is not our child): poll.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(outcome.worker_pid) {
+            assert!(
+                Instant::now() < deadline,
+                "worker outlived its dropped pool"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
+#[test]
+fn workers_are_recycled_and_gone_after_shutdown() {
+    RUNTIME.block_on(async {
+        let pool = start_pool(PoolConfig {
+            workers: 1,
+            max_jobs_per_worker: 2,
+            ..PoolConfig::default()
+        })
+        .await;
+        let mut pids = Vec::new();
+        for _ in 0..3 {
+            let dir = workdir();
+            let (tx, _events) = mpsc::channel(16);
+            let outcome = pool
+                .run(buffer_points(dir.path()), tx, CancellationToken::new())
+                .await
+                .expect("buffer succeeds");
+            pids.push(outcome.worker_pid);
+        }
+        assert_eq!(pids[0], pids[1]);
+        assert_ne!(pids[1], pids[2]);
+        pool.shutdown().await;
+        for pid in [pids[0], pids[2]] {
+            let pid = Pid::from_raw(i32::try_from(pid).expect("pid"));
+            assert!(kill(pid, None).is_err(), "worker {pid} still exists");
+        }
+    });
 }

@@ -218,3 +218,42 @@ pub fn rss_of(pid: u32) -> Option<(u64, u64)> {
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
+
+/// Test data derived from the Natural Earth layers QGIS ships (`qgis-common`).
+pub mod data {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    pub const WORLD_MAP: &str = "/usr/share/qgis/resources/data/world_map.gpkg";
+    /// One point inside each of the 240 countries.
+    pub const POINTS_SQL: &str = "SELECT ST_PointOnSurface(geom) AS geom, name FROM countries";
+    /// The 240 country polygons.
+    pub const COUNTRIES_SQL: &str = "SELECT geom, name FROM countries";
+
+    /// France `copies` times: buffering it takes long and reports progress steadily.
+    pub fn slow_sql(copies: u32) -> String {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {copies}) \
+             SELECT c.geom AS geom, c.name AS name, n.i AS copy FROM countries c, n \
+             WHERE c.name = 'France'"
+        )
+    }
+
+    /// Writes the result of `sql` over the world map to `dir/name` (format from the extension).
+    pub fn derive(dir: &Path, name: &str, sql: &str) -> PathBuf {
+        assert!(
+            Path::new(WORLD_MAP).is_file(),
+            "{WORLD_MAP} is missing: run scripts/setup.sh (apt-get install qgis-common)"
+        );
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        let status = Command::new("ogr2ogr")
+            .arg(&path)
+            .arg(WORLD_MAP)
+            .args(["-dialect", "sqlite", "-sql", sql])
+            .status()
+            .expect("ogr2ogr (gdal-bin) runs");
+        assert!(status.success(), "ogr2ogr failed for {}", path.display());
+        path
+    }
+}

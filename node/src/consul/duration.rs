@@ -10,17 +10,19 @@ pub(crate) fn format(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0s".into(),
-        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
         _ => format!("{ms}ms"),
     }
 }
 
 /// Parses Go's duration syntax: one or more `<number><unit>`, units `ns`, `us`, `ms`, `s`,
-/// `m`, `h`; `0` alone is zero.
+/// `m`, `h`; `0` alone is zero. Spaces between parts are allowed (`1m 30s`, as humantime
+/// writes it elsewhere in the config).
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let text = compact.as_str();
     if text == "0" {
         return Ok(Duration::ZERO);
     }
@@ -78,6 +80,7 @@ mod tests {
     fn parses_go_durations() {
         assert_eq!(parse("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse(" 1m 30s ").unwrap(), Duration::from_secs(90));
         assert_eq!(parse("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse("1.5h").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse("0").unwrap(), Duration::ZERO);

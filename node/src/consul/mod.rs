@@ -188,17 +188,24 @@ impl From<consulrs::error::ClientError> for ConsulError {
     }
 }
 
-/// An error and its sources as one line, leaving out wrappers that only say "request failed".
+/// An error and its sources as one line. Sources already spelled out by the message above them
+/// are left out, and so are consulrs' and rustify's capitalised wrappers ("An error occurred
+/// with the request") when a library's own message follows.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
     let mut current = Some(e);
     while let Some(err) = current {
-        parts.push(err.to_string());
+        let text = err.to_string();
+        if !parts.last().is_some_and(|above| above.contains(&text)) {
+            parts.push(text);
+        }
         current = err.source();
     }
-    // consulrs and rustify put generic sentences on top of the real cause.
-    let skip = parts.len().saturating_sub(1).min(2);
-    parts.split_off(skip).join(": ")
+    let first_specific = parts
+        .iter()
+        .position(|p| p.starts_with(|c: char| !c.is_uppercase()))
+        .unwrap_or(0);
+    parts.split_off(first_specific).join(": ")
 }
 
 /// Capped exponential backoff: 200 ms, 400 ms, ... up to 30 s.
@@ -301,6 +308,34 @@ mod tests {
             ..ConsulConfig::default()
         };
         assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn error_chain_drops_wrappers_and_repeats() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let refused = E("Connection refused", None);
+        let connect = E(
+            "tcp connect error: Connection refused",
+            Some(Box::new(refused)),
+        );
+        let send = E("error sending request", Some(Box::new(connect)));
+        let wrapper = E("An error occurred with the request", Some(Box::new(send)));
+        assert_eq!(
+            error_chain(&wrapper),
+            "error sending request: tcp connect error: Connection refused"
+        );
+        assert_eq!(error_chain(&E("Only capitals", None)), "Only capitals");
     }
 
     #[test]

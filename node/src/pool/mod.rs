@@ -164,8 +164,9 @@ impl Pool {
         let slots = self
             .slots
             .lock()
-            .map(|mut slots| std::mem::take(&mut *slots));
-        if let Ok(mut slots) = slots {
+            .map(|mut slots| std::mem::take(&mut *slots))
+            .ok();
+        if let Some(mut slots) = slots {
             while slots.join_next().await.is_some() {}
         }
         info!("worker pool stopped");

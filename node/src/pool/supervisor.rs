@@ -46,7 +46,11 @@ pub(super) struct Shared {
 
 /// Whether the worker can take another job after a task.
 enum After {
+    /// The worker ran the task and can take another.
     Alive,
+    /// The task was dropped before it reached the worker (cancelled while queued).
+    Untouched,
+    /// The worker died or was killed.
     Gone,
 }
 
@@ -65,9 +69,15 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: WorkerProcess) {
             task = async { shared.queue.lock().await.recv().await } => task,
             () = shared.shutdown.cancelled() => None,
             received = current.recv() => {
-                let status = current.kill_and_reap().await;
-                warn!(worker = current.pid, %status, ?received, stderr = current.stderr_tail(),
-                    "idle worker exited");
+                if let Some(Ok(event)) = received {
+                    debug!(worker = current.pid, ?event, "event from an idle worker ignored");
+                } else {
+                    let status = current.kill_and_reap().await;
+                    warn!(worker = current.pid, %status, ?received,
+                        stderr = current.stderr_tail(), "idle worker exited");
+                    continue;
+                }
+                worker = Some(current);
                 continue;
             }
         };
@@ -83,8 +93,13 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: WorkerProcess) {
             }
             Task::Run(task) => run(&shared, &mut current, task).await,
         };
-        if let After::Gone = after {
-            continue;
+        match after {
+            After::Alive => {}
+            After::Untouched => {
+                worker = Some(current);
+                continue;
+            }
+            After::Gone => continue,
         }
         current.jobs += 1;
         let limit = shared.config.max_jobs_per_worker;
@@ -178,7 +193,7 @@ async fn run(shared: &Shared, worker: &mut WorkerProcess, task: RunTask) -> Afte
     started.store(true, Ordering::SeqCst);
     if cancel.is_cancelled() {
         let _ = reply.send(Err(PoolError::Cancelled));
-        return After::Alive;
+        return After::Untouched;
     }
     let begun = Instant::now();
     let mut forward = Forward::new(events);
