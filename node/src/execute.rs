@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tracing::info;
-use wpsmesh_proto::storage::extension_for;
+use wpsmesh_proto::storage::{extension_for, valid_extension};
 use wpsmesh_proto::wire::process::v1::{self as wire, input, input_description};
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 
@@ -109,17 +109,13 @@ fn input_extension(f: Option<&wire::Format>, d: &wire::InputDescription) -> Opti
         Some(input_description::Kind::Complex(c)) => c.formats.first(),
         _ => None,
     };
-    [f, default]
-        .into_iter()
-        .flatten()
-        .find_map(|f| {
-            if f.extension.is_empty() {
-                extension_for(&f.mime_type).map(str::to_owned)
-            } else {
-                Some(f.extension.clone())
-            }
-        })
-        .filter(|e| !e.is_empty() && e.len() <= 16 && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+    [f, default].into_iter().flatten().find_map(|f| {
+        if f.extension.is_empty() {
+            extension_for(&f.mime_type).map(str::to_owned)
+        } else {
+            valid_extension(&f.extension)
+        }
+    })
 }
 
 impl Executor {

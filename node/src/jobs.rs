@@ -209,7 +209,7 @@ mod tests {
         let jobs = Jobs::new("node-1".into(), Duration::from_secs(60));
         let job = jobs.create("native:buffer");
         assert_eq!(job.status().state, JobState::Accepted as i32);
-        let mut rx = job.subscribe();
+        let rx = job.subscribe();
         job.started("4242".into());
         assert!(rx.has_changed().unwrap_or(false));
         job.progress(42.7);

@@ -210,14 +210,16 @@ fn output_file(outcome: &RunOutcome, id: &str) -> PathBuf {
 fn describe_lists_every_algorithm() {
     let pool = shared();
     RUNTIME.block_on(async {
+        let asked = Instant::now();
         let json = pool.describe().await.expect("describe");
+        let took = asked.elapsed();
         let described: serde_json::Value = serde_json::from_str(&json).expect("json");
         let processes = described["processes"].as_array().expect("processes");
         let ids: Vec<&str> = processes
             .iter()
             .filter_map(|p| p["summary"]["id"].as_str())
             .collect();
-        eprintln!("described {} processes", ids.len());
+        eprintln!("described {} processes in {took:?}", ids.len());
         assert!(ids.len() >= 300, "only {} processes", ids.len());
         assert!(ids.contains(&"native:buffer"));
     });

@@ -120,14 +120,13 @@ impl TryFrom<wire::UploadMetadata> for NewObject {
         let format = if m.format.is_empty() {
             extension_of(&m.name).unwrap_or_default()
         } else {
-            m.format.trim_start_matches('.').to_ascii_lowercase()
+            valid_extension(&m.format).ok_or_else(|| {
+                InvalidMessage(format!(
+                    "invalid format {:?}: expected a file extension of at most 16 letters or digits",
+                    m.format
+                ))
+            })?
         };
-        if format.len() > 16 || !format.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(InvalidMessage(format!(
-                "invalid format {:?}: expected a file extension of at most 16 letters or digits",
-                m.format
-            )));
-        }
         let content_type = if m.content_type.is_empty() {
             content_type_for(&format).to_owned()
         } else {
@@ -145,12 +144,18 @@ impl TryFrom<wire::UploadMetadata> for NewObject {
     }
 }
 
-/// The lowercase extension of a file name, if it has a sensible one.
-pub fn extension_of(name: &str) -> Option<String> {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let (_, ext) = base.rsplit_once('.')?;
+/// A file extension as wpsmesh accepts one: 1 to 16 ASCII letters or digits, lowercased (a
+/// leading dot is dropped). Anything else could not be a safe file name suffix.
+pub fn valid_extension(ext: &str) -> Option<String> {
+    let ext = ext.strip_prefix('.').unwrap_or(ext);
     let ok = !ext.is_empty() && ext.len() <= 16 && ext.bytes().all(|b| b.is_ascii_alphanumeric());
     ok.then(|| ext.to_ascii_lowercase())
+}
+
+/// The lowercase extension of a file name, if it has a valid one.
+pub fn extension_of(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    valid_extension(base.rsplit_once('.')?.1)
 }
 
 /// The MIME type wpsmesh uses for a file extension.

@@ -218,13 +218,7 @@ impl Fetcher {
     }
 }
 
-/// A lowercase extension of 1 to 16 ASCII letters or digits, if `ext` is one (a leading dot
-/// is dropped).
-pub(crate) fn valid_ext(ext: &str) -> Option<String> {
-    let ext = ext.trim_start_matches('.');
-    let ok = !ext.is_empty() && ext.len() <= 16 && ext.bytes().all(|b| b.is_ascii_alphanumeric());
-    ok.then(|| ext.to_ascii_lowercase())
-}
+pub(crate) use wpsmesh_proto::storage::valid_extension as valid_ext;
 
 /// The extension for an http download: the caller's hint, else one implied by a specific
 /// content type, else the URL path's, else [`DEFAULT_EXT`].
