@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::consul::ConsulConfig;
+use wpsmesh_runtime::consul::ConsulConfig;
 use crate::fetch::FetchConfig;
 use crate::pool::PoolConfig;
 

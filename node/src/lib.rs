@@ -6,7 +6,7 @@
 
 pub mod catalog;
 pub mod config;
-pub mod consul;
+
 pub mod error;
 pub mod execute;
 pub mod fetch;
@@ -91,7 +91,7 @@ pub async fn run(
         .await;
 
     let registration =
-        consul::Registration::spawn(&config.consul, &config.consul.advertise_host(), addr.port())?;
+        wpsmesh_runtime::consul::Registration::spawn(&config.consul, &config.consul.advertise_host(), addr.port())?;
     info!(%addr, "node listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(grpc::serve(router, listener, async move {

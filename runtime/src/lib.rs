@@ -1,5 +1,6 @@
 //! What every wpsmesh server shares: a gRPC server with health and reflection, tuned gRPC
-//! channels, and shutdown signals.
+//! channels, Consul registration and discovery, and shutdown signals.
 
+pub mod consul;
 pub mod grpc;
 pub mod shutdown;

@@ -39,16 +39,16 @@ pub struct ConsulConfig {
     pub advertise: String,
     /// Tags of the registered service.
     pub tags: Vec<String>,
-    /// How often Consul runs the gRPC health check (Go duration syntax: `10s`, `1m30s`).
-    #[serde(with = "duration")]
+    /// How often Consul runs the gRPC health check (`10s`, `1m 30s`).
+    #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
     /// Consul removes the service after its check has been critical this long (Consul's
     /// minimum is one minute).
-    #[serde(with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub deregister_critical_after: Duration,
     /// How often the node checks that the agent still knows its registration, and registers
     /// again if the agent forgot it (e.g. a dev-mode agent restarted).
-    #[serde(with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub resync_interval: Duration,
 }
 
@@ -282,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn config_round_trips_with_go_durations_and_rejects_unknown_fields() {
+    fn config_round_trips_with_durations_and_rejects_unknown_fields() {
         let c: ConsulConfig = serde_json::from_value(serde_json::json!({
             "address": "http://consul:8500",
             "check_interval": "1m30s",
@@ -292,9 +292,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.check_interval, Duration::from_secs(90));
         let back = serde_json::to_value(&c).unwrap();
-        assert_eq!(back["check_interval"], "90s");
+        assert_eq!(back["check_interval"], "1m 30s");
         assert_eq!(back["deregister_critical_after"], "2m");
         assert_eq!(back["resync_interval"], "30s");
+        assert_eq!(duration::format(c.check_interval), "90s", "consul's own syntax");
         let unknown = serde_json::from_value::<ConsulConfig>(serde_json::json!({"adress": "x"}));
         assert!(unknown.is_err());
         let bad = serde_json::from_value::<ConsulConfig>(serde_json::json!({"check_interval": 10}));

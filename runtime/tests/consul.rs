@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use wpsmesh_node::consul::{
+use wpsmesh_runtime::consul::{
     ConsulConfig, ConsulError, Registration, register_until, watch_service,
 };
 

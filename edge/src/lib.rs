@@ -1,0 +1,5 @@
+//! wpsmesh edge: OGC WPS 1.0.0/2.0.0, the JSON job API and the file API over HTTP, translated
+//! into gRPC calls on nodes (balanced) and storage.
+
+pub mod ows;
+pub mod wps;

@@ -1,0 +1,145 @@
+//! OWS exceptions: the one error type of the edge, with its exception code, locator and HTTP
+//! status, and the mapping from a node's or storage's gRPC status.
+
+use axum::http::StatusCode;
+
+/// The exception codes of OWS Common and WPS 1.0.0/2.0.0 that the edge answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwsCode {
+    MissingParameterValue,
+    InvalidParameterValue,
+    NoApplicableCode,
+    OperationNotSupported,
+    OptionNotSupported,
+    VersionNegotiationFailed,
+    ServerBusy,
+    FileSizeExceeded,
+    /// WPS 2.0: the process identifier is unknown.
+    NoSuchProcess,
+    /// WPS 2.0: the job identifier is unknown.
+    NoSuchJob,
+    /// WPS 2.0: GetResult on a job that has not finished.
+    ResultNotReady,
+}
+
+impl OwsCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingParameterValue => "MissingParameterValue",
+            Self::InvalidParameterValue => "InvalidParameterValue",
+            Self::NoApplicableCode => "NoApplicableCode",
+            Self::OperationNotSupported => "OperationNotSupported",
+            Self::OptionNotSupported => "OptionNotSupported",
+            Self::VersionNegotiationFailed => "VersionNegotiationFailed",
+            Self::ServerBusy => "ServerBusy",
+            Self::FileSizeExceeded => "FileSizeExceeded",
+            Self::NoSuchProcess => "NoSuchProcess",
+            Self::NoSuchJob => "NoSuchJob",
+            Self::ResultNotReady => "ResultNotReady",
+        }
+    }
+
+    /// The HTTP status OWS Common 2.0 (table 28) and WPS 2.0 give the code.
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            Self::MissingParameterValue
+            | Self::InvalidParameterValue
+            | Self::VersionNegotiationFailed
+            | Self::NoSuchProcess
+            | Self::NoSuchJob
+            | Self::ResultNotReady => StatusCode::BAD_REQUEST,
+            Self::OperationNotSupported | Self::OptionNotSupported => StatusCode::NOT_IMPLEMENTED,
+            Self::ServerBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::FileSizeExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoApplicableCode => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An exception the edge answers with. Rendered as an OWS ExceptionReport in the request's
+/// WPS version (see `wps::v1`/`wps::v2`), or as JSON on the JSON APIs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {text}", code.as_str())]
+pub struct OwsError {
+    pub code: OwsCode,
+    /// The parameter the exception is about, e.g. `DISTANCE` or `version`.
+    pub locator: Option<String>,
+    pub text: String,
+    /// Seconds a client should wait before retrying (ServerBusy).
+    pub retry_after: Option<u32>,
+}
+
+impl OwsError {
+    pub fn new(code: OwsCode, locator: Option<&str>, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            locator: locator.map(str::to_owned),
+            text: text.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn missing(locator: &str) -> Self {
+        Self::new(
+            OwsCode::MissingParameterValue,
+            Some(locator),
+            format!("missing parameter {locator}"),
+        )
+    }
+
+    pub fn invalid(locator: &str, text: impl Into<String>) -> Self {
+        Self::new(OwsCode::InvalidParameterValue, Some(locator), text)
+    }
+
+    pub fn not_supported(locator: &str, text: impl Into<String>) -> Self {
+        Self::new(OwsCode::OptionNotSupported, Some(locator), text)
+    }
+
+    pub fn internal(text: impl Into<String>) -> Self {
+        Self::new(OwsCode::NoApplicableCode, None, text)
+    }
+
+    pub fn busy(text: impl Into<String>, retry_after: u32) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(OwsCode::ServerBusy, None, text)
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.http_status()
+    }
+
+    /// Maps a gRPC status from a node or storage; the parameter comes from the
+    /// `wpsmesh-locator` metadata key when the node set it.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let locator = status
+            .metadata()
+            .get("wpsmesh-locator")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = status.message().to_owned();
+        let code = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => OwsCode::InvalidParameterValue,
+            Code::NotFound if locator.as_deref() == Some("JobID") => OwsCode::NoSuchJob,
+            Code::NotFound if locator.as_deref() == Some("Identifier") => OwsCode::NoSuchProcess,
+            Code::NotFound => OwsCode::InvalidParameterValue,
+            Code::FailedPrecondition => OwsCode::ResultNotReady,
+            Code::Unimplemented => OwsCode::OperationNotSupported,
+            Code::ResourceExhausted | Code::Unavailable => {
+                return Self {
+                    retry_after: Some(5),
+                    ..Self::new(OwsCode::ServerBusy, locator.as_deref(), text)
+                };
+            }
+            _ => OwsCode::NoApplicableCode,
+        };
+        Self {
+            code,
+            locator,
+            text,
+            retry_after: None,
+        }
+    }
+}
