@@ -127,6 +127,9 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
+    if let Ok(filter) = std::env::var("WPSMESH_BENCH_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let dir = tempfile::tempdir()?;
     let points = data::derive(dir.path(), "points.geojson", data::POINTS_SQL);
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use wpsmesh_runtime::consul::ConsulConfig;
 use crate::fetch::FetchConfig;
 use crate::pool::PoolConfig;
+use wpsmesh_runtime::consul::ConsulConfig;
 
 /// Everything a node needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

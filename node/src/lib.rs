@@ -90,8 +90,11 @@ pub async fn run(
         .set_serving::<ProcessServiceServer<service::ProcessService>>()
         .await;
 
-    let registration =
-        wpsmesh_runtime::consul::Registration::spawn(&config.consul, &config.consul.advertise_host(), addr.port())?;
+    let registration = wpsmesh_runtime::consul::Registration::spawn(
+        &config.consul,
+        &config.consul.advertise_host(),
+        addr.port(),
+    )?;
     info!(%addr, "node listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(grpc::serve(router, listener, async move {

@@ -85,13 +85,17 @@ impl RssProbe {
     }
 }
 
-async fn grpc_upload(uri: &str, path: &Path) -> anyhow::Result<String> {
+/// Uploads a file over gRPC; `declared` sends its length first (one streaming PutObject
+/// behind), otherwise the storage service goes multipart.
+async fn grpc_upload(uri: &str, path: &Path, declared: bool) -> anyhow::Result<String> {
     let mut client = StorageServiceClient::new(wpsmesh_runtime::grpc::channel(uri)?);
-    let len = std::fs::metadata(path)?.len();
+    let len = declared
+        .then(|| std::fs::metadata(path).map(|m| m.len()))
+        .transpose()?;
     let mut file = tokio::fs::File::open(path).await?;
     let stream = async_stream::stream! {
         yield UploadRequest { part: Some(upload_request::Part::Metadata(UploadMetadata {
-            name: "bench.bin".into(), length: Some(len), ..Default::default()
+            name: "bench.bin".into(), length: len, ..Default::default()
         })) };
         loop {
             let mut buf = vec![0u8; MIB as usize];
@@ -183,7 +187,10 @@ async fn main() -> anyhow::Result<()> {
         .env("WPSMESH_STORAGE__S3__BUCKET", BUCKET)
         .env("AWS_ACCESS_KEY_ID", &s3fs.access_key)
         .env("AWS_SECRET_ACCESS_KEY", &s3fs.secret_key)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("WPSMESH_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .spawn()?;
     let child = ChildGuard(child);
@@ -198,9 +205,10 @@ async fn main() -> anyhow::Result<()> {
         ..S3Config::default()
     })?;
 
-    let (mut up_direct, mut up_ours, mut down_direct, mut down_ours) =
-        (f64::MIN, f64::MIN, f64::MIN, f64::MIN);
-    let mut peak_rss = 0;
+    let (mut up_direct, mut up_ours, mut up_multipart, mut down_direct, mut down_ours) =
+        (f64::MIN, f64::MIN, f64::MIN, f64::MIN, f64::MIN);
+    // Peak RSS of the storage process per phase: streaming upload, multipart upload, download.
+    let mut peak_rss = [0u64; 3];
     for round in 0..rounds {
         let key = format!("direct-{round}");
         let t = Instant::now();
@@ -209,13 +217,27 @@ async fn main() -> anyhow::Result<()> {
 
         let probe = RssProbe::start(child.id());
         let t = Instant::now();
-        let id = grpc_upload(&uri, &src).await?;
+        let id = grpc_upload(&uri, &src, true).await?;
         up_ours = up_ours.max(mbps(size, t.elapsed()));
+        peak_rss[0] = peak_rss[0].max(probe.finish());
 
+        let probe = RssProbe::start(child.id());
+        let t = Instant::now();
+        let multipart_id = grpc_upload(&uri, &src, false).await?;
+        up_multipart = up_multipart.max(mbps(size, t.elapsed()));
+        peak_rss[1] = peak_rss[1].max(probe.finish());
+        direct
+            .delete_object()
+            .bucket(BUCKET)
+            .key(&multipart_id)
+            .send()
+            .await?;
+
+        let probe = RssProbe::start(child.id());
         let t = Instant::now();
         let n = grpc_download(&uri, &id).await?;
         down_ours = down_ours.max(mbps(n, t.elapsed()));
-        peak_rss = peak_rss.max(probe.finish());
+        peak_rss[2] = peak_rss[2].max(probe.finish());
         anyhow::ensure!(n == size, "ours downloaded {n} of {size} bytes");
 
         let t = Instant::now();
@@ -243,18 +265,25 @@ async fn main() -> anyhow::Result<()> {
     println!("| transfer | direct aws-sdk-s3 MiB/s | through wpsmesh storage MiB/s | ratio |");
     println!("|---|---|---|---|");
     println!(
-        "| upload | {up_direct:.0} | {up_ours:.0} | {:.2} |",
+        "| upload, length declared (streaming PutObject) | {up_direct:.0} | {up_ours:.0} | {:.2} |",
         up_ours / up_direct
+    );
+    println!(
+        "| upload, length unknown (multipart, 8 MiB parts) | {up_direct:.0} | {up_multipart:.0} | {:.2} |",
+        up_multipart / up_direct
     );
     println!(
         "| download | {down_direct:.0} | {down_ours:.0} | {:.2} |",
         down_ours / down_direct
     );
+    let mib = |b: u64| b as f64 / MIB as f64;
     println!(
-        "storage process RSS: peak sampled while streaming {:.1} MiB, VmHWM {:.1} MiB (idle after start {:.1} MiB)",
-        peak_rss as f64 / MIB as f64,
-        hwm as f64 / MIB as f64,
-        baseline_hwm as f64 / MIB as f64
+        "storage process peak RSS: streaming upload {:.1} MiB, multipart upload {:.1} MiB, download {:.1} MiB; VmHWM {:.1} MiB (after start {:.1} MiB)",
+        mib(peak_rss[0]),
+        mib(peak_rss[1]),
+        mib(peak_rss[2]),
+        mib(hwm),
+        mib(baseline_hwm)
     );
     Ok(())
 }

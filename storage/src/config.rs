@@ -76,6 +76,9 @@ pub struct S3Config {
     pub part_size: usize,
     /// Parts uploaded at once per upload.
     pub upload_concurrency: usize,
+    /// Uploads with a declared length up to this many bytes stream through one PutObject
+    /// (at most 5 GiB, S3's limit); others go multipart. 0 sends everything multipart.
+    pub single_put_max: u64,
     /// Attempts per S3 request, the first included.
     pub max_attempts: u32,
 }
@@ -91,7 +94,8 @@ impl Default for S3Config {
             secret_key: String::new(),
             path_style: true,
             part_size: 8 * 1024 * 1024,
-            upload_concurrency: 4,
+            upload_concurrency: 2,
+            single_put_max: 5 * 1024 * 1024 * 1024,
             max_attempts: 3,
         }
     }
@@ -109,6 +113,7 @@ impl std::fmt::Debug for S3Config {
             .field("path_style", &self.path_style)
             .field("part_size", &self.part_size)
             .field("upload_concurrency", &self.upload_concurrency)
+            .field("single_put_max", &self.single_put_max)
             .finish()
     }
 }

@@ -2,3 +2,9 @@
 //! written per version.
 
 pub mod model;
+pub mod request;
+pub mod v1;
+pub mod v2;
+mod xml;
+
+pub use xml::Service;

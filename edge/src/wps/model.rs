@@ -24,7 +24,9 @@ impl Version {
 pub enum WpsRequest {
     /// Answered in the highest version `accept_versions` allows (all when empty);
     /// VersionNegotiationFailed when none fits.
-    GetCapabilities { accept_versions: Vec<String> },
+    GetCapabilities {
+        accept_versions: Vec<String>,
+    },
     /// `identifiers` may be `["ALL"]` (WPS 1.0.0).
     DescribeProcess {
         version: Version,
@@ -32,9 +34,18 @@ pub enum WpsRequest {
     },
     Execute(Box<Execute>),
     /// WPS 2.0 (and the 1.0.0 statusLocation, which the edge serves itself).
-    GetStatus { version: Version, job_id: String },
-    GetResult { version: Version, job_id: String },
-    Dismiss { version: Version, job_id: String },
+    GetStatus {
+        version: Version,
+        job_id: String,
+    },
+    GetResult {
+        version: Version,
+        job_id: String,
+    },
+    Dismiss {
+        version: Version,
+        job_id: String,
+    },
 }
 
 /// Execute mode.

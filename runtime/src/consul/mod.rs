@@ -295,7 +295,11 @@ mod tests {
         assert_eq!(back["check_interval"], "1m 30s");
         assert_eq!(back["deregister_critical_after"], "2m");
         assert_eq!(back["resync_interval"], "30s");
-        assert_eq!(duration::format(c.check_interval), "90s", "consul's own syntax");
+        assert_eq!(
+            duration::format(c.check_interval),
+            "90s",
+            "consul's own syntax"
+        );
         let unknown = serde_json::from_value::<ConsulConfig>(serde_json::json!({"adress": "x"}));
         assert!(unknown.is_err());
         let bad = serde_json::from_value::<ConsulConfig>(serde_json::json!({"check_interval": 10}));

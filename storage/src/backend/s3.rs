@@ -16,9 +16,12 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use http_body::Frame;
+use http_body_util::StreamBody;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
@@ -30,6 +33,8 @@ use crate::config::S3Config;
 use crate::error::StorageError;
 
 const MIN_PART: usize = 5 * 1024 * 1024;
+/// S3's limit for one PutObject.
+const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
 /// User metadata goes into HTTP headers, so the file name is percent-encoded.
 const NAME_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_');
 
@@ -78,6 +83,7 @@ pub struct S3 {
     endpoint: String,
     part_size: usize,
     concurrency: usize,
+    single_put_max: u64,
     bucket_ready: OnceCell<()>,
 }
 
@@ -99,6 +105,7 @@ impl S3 {
             },
             part_size: c.part_size,
             concurrency: c.upload_concurrency.max(1),
+            single_put_max: c.single_put_max.min(MAX_SINGLE_PUT),
             bucket_ready: OnceCell::new(),
         })
     }
@@ -157,32 +164,109 @@ impl S3 {
         &self,
         id: ObjectId,
         meta: &NewObject,
-        mut body: ChunkStream,
+        body: ChunkStream,
     ) -> Result<ObjectInfo, StorageError> {
         self.ready().await?;
-        let key = self.key(id);
-        let mut buf = BytesMut::new();
-        // Read up to one part: a file that fits goes up in a single PutObject.
-        while buf.len() < self.part_size {
-            match body.next().await {
-                Some(chunk) => buf.extend_from_slice(&chunk?),
-                None => {
-                    self.client
-                        .put_object()
-                        .bucket(&self.bucket)
-                        .key(&key)
-                        .content_type(&meta.content_type)
-                        .set_metadata(Some(user_metadata(meta)))
-                        .body(ByteStream::from(buf.freeze()))
-                        .customize()
-                        .disable_payload_signing()
-                        .send()
-                        .await
-                        .map_err(|e| self.error(e, None))?;
-                    return self.stat(id).await;
+        match meta.length {
+            Some(length) if length <= self.single_put_max => {
+                self.put_streaming(id, meta, length, body).await?
+            }
+            _ => self.put_buffered(id, meta, body).await?,
+        }
+        self.stat(id).await
+    }
+
+    /// One PutObject.
+    async fn put_object(
+        &self,
+        id: ObjectId,
+        meta: &NewObject,
+        length: u64,
+        body: ByteStream,
+    ) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(id))
+            .content_type(&meta.content_type)
+            .content_length(length as i64)
+            .set_metadata(Some(user_metadata(meta)))
+            .body(body)
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| self.error(e, None))?;
+        Ok(())
+    }
+
+    /// A declared length up to `single_put_max` streams through one PutObject as the chunks
+    /// arrive: constant memory, no server-side reassembly. If the stream fails, the request is
+    /// cut short and S3 keeps nothing (an incomplete PUT never becomes an object).
+    async fn put_streaming(
+        &self,
+        id: ObjectId,
+        meta: &NewObject,
+        length: u64,
+        mut body: ChunkStream,
+    ) -> Result<(), StorageError> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+        let forward = async move {
+            while let Some(chunk) = body.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        if tx.send(Ok(Frame::data(bytes))).await.is_err() {
+                            return None;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other("upload aborted"))).await;
+                        return Some(e);
+                    }
                 }
             }
+            None
+        };
+        let stream_body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let put = self.put_object(
+            id,
+            meta,
+            length,
+            ByteStream::new(SdkBody::from_body_1_x(stream_body)),
+        );
+        let (stream_error, put) = tokio::join!(forward, put);
+        // The client's error (too large, length mismatch, disconnect) explains a failed PUT.
+        match (stream_error, put) {
+            (Some(e), _) => Err(e),
+            (None, r) => r,
         }
+    }
+
+    /// No usable declared length: read up to one part; a file that fits goes up in a single
+    /// PutObject, a larger one as a multipart upload.
+    async fn put_buffered(
+        &self,
+        id: ObjectId,
+        meta: &NewObject,
+        mut body: ChunkStream,
+    ) -> Result<(), StorageError> {
+        let mut parts = PartBuffer::new(self.part_size);
+        let first = loop {
+            match body.next().await {
+                Some(chunk) => {
+                    if let Some(full) = parts.push(chunk?) {
+                        break full;
+                    }
+                }
+                None => {
+                    let rest = parts.take_rest().unwrap_or_default();
+                    return self
+                        .put_object(id, meta, rest.len() as u64, ByteStream::from(rest))
+                        .await;
+                }
+            }
+        };
+        let key = self.key(id);
         let created = self
             .client
             .create_multipart_upload()
@@ -203,8 +287,8 @@ impl S3 {
             upload_id: Some(upload_id.to_owned()),
             tasks: JoinSet::new(),
         };
-        match self.upload_parts(&mut upload, buf, body).await {
-            Ok(parts) => {
+        let result = match self.upload_parts(&mut upload, first, parts, body).await {
+            Ok(done) => {
                 let started = std::time::Instant::now();
                 let completed = self
                     .client
@@ -214,62 +298,59 @@ impl S3 {
                     .upload_id(upload_id)
                     .multipart_upload(
                         CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
+                            .set_parts(Some(done))
                             .build(),
                     )
                     .send()
-                    .await;
-                if let Err(e) = completed {
-                    let err = self.error(e, None);
-                    upload.abort().await;
-                    return Err(err);
-                }
-                upload.upload_id = None;
+                    .await
+                    .map_err(|e| self.error(e, None));
                 debug!(%key, elapsed = ?started.elapsed(), "multipart upload completed");
-                self.stat(id).await
+                completed.map(|_| ())
             }
-            Err(e) => {
-                upload.abort().await;
-                Err(e)
-            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => upload.upload_id = None,
+            Err(_) => upload.abort().await,
         }
+        result
     }
 
-    /// Uploads `buf` and the rest of `body` as parts, at most `concurrency` in flight.
+    /// Uploads `first`, the rest of `parts` and of `body` as parts, at most `concurrency` in
+    /// flight.
     async fn upload_parts(
         &self,
         upload: &mut Multipart,
-        mut buf: BytesMut,
+        first: Bytes,
+        mut parts: PartBuffer,
         mut body: ChunkStream,
     ) -> Result<Vec<CompletedPart>, StorageError> {
-        let mut parts = Vec::new();
+        let mut done = Vec::new();
         let mut next_part = 1i32;
-        let mut ended = false;
+        let mut pending = Some(first);
         loop {
-            while buf.len() >= self.part_size || (ended && !buf.is_empty()) {
-                let take = buf.len().min(self.part_size);
-                let part = buf.split_to(take).freeze();
+            if let Some(part) = pending.take() {
                 while upload.tasks.len() >= self.concurrency {
-                    parts.push(self.join_part(upload).await?);
+                    done.push(self.join_part(upload).await?);
                 }
                 debug!(part = next_part, "uploading part");
                 upload.spawn_part(next_part, part, self.endpoint.clone());
                 next_part += 1;
             }
-            if ended {
-                break;
-            }
             match body.next().await {
-                Some(chunk) => buf.extend_from_slice(&chunk?),
-                None => ended = true,
+                Some(chunk) => pending = parts.push(chunk?),
+                None => match parts.take_rest() {
+                    Some(rest) => pending = Some(rest),
+                    None => break,
+                },
             }
         }
         while !upload.tasks.is_empty() {
-            parts.push(self.join_part(upload).await?);
+            done.push(self.join_part(upload).await?);
         }
-        parts.sort_by_key(|p| p.part_number());
-        debug!(parts = parts.len(), "all parts uploaded");
-        Ok(parts)
+        done.sort_by_key(|p| p.part_number());
+        debug!(parts = done.len(), "all parts uploaded");
+        Ok(done)
     }
 
     async fn join_part(&self, upload: &mut Multipart) -> Result<CompletedPart, StorageError> {
@@ -363,6 +444,40 @@ impl S3 {
             .await
             .map_err(|e| self.error(e, Some(id)))?;
         Ok(())
+    }
+}
+
+/// Cuts incoming chunks into parts of exactly `size` bytes, each in its own allocation, so an
+/// in-flight part pins only its own memory.
+struct PartBuffer {
+    size: usize,
+    buf: BytesMut,
+}
+
+impl PartBuffer {
+    fn new(size: usize) -> Self {
+        Self {
+            size,
+            buf: BytesMut::with_capacity(size),
+        }
+    }
+
+    /// Appends a chunk (at most one part long); returns a part once one is full.
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        let room = self.size - self.buf.len();
+        if chunk.len() < room {
+            self.buf.extend_from_slice(&chunk);
+            return None;
+        }
+        self.buf.extend_from_slice(&chunk[..room]);
+        let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.size));
+        self.buf.extend_from_slice(&chunk[room..]);
+        Some(full.freeze())
+    }
+
+    /// What is left once the stream ended, if anything.
+    fn take_rest(&mut self) -> Option<Bytes> {
+        (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf).freeze())
     }
 }
 
@@ -484,5 +599,28 @@ async fn abort_upload(
         Err(e) => {
             warn!(%key, %upload_id, error = %DisplayErrorContext(&e), "cannot abort multipart upload")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_cut_exactly_in_their_own_allocations() {
+        let mut parts = PartBuffer::new(10);
+        assert_eq!(parts.push(Bytes::from_static(b"abcdef")), None);
+        let full = parts
+            .push(Bytes::from_static(b"ghijklm"))
+            .expect("full part");
+        assert_eq!(&full[..], b"abcdefghij");
+        assert_eq!(parts.buf.capacity(), 10, "next part gets a fresh buffer");
+        let exact = parts
+            .push(Bytes::from_static(b"nopqrst"))
+            .expect("exactly full");
+        assert_eq!(&exact[..], b"klmnopqrst");
+        assert_eq!(parts.take_rest(), None);
+        assert_eq!(parts.push(Bytes::from_static(b"uv")), None);
+        assert_eq!(parts.take_rest().as_deref(), Some(&b"uv"[..]));
     }
 }

@@ -1,0 +1,186 @@
+//! The file API of the original service over the storage service: upload (multipart, streamed
+//! into `Storage.Upload`), find, delete and retrieve (streamed from `Storage.Download`, with
+//! Range). Answers and errors are the original JSON shapes.
+
+mod range;
+mod retrieve;
+mod upload;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put};
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+use wpsmesh_proto::storage::ObjectId;
+use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
+use wpsmesh_proto::wire::storage::v1::{DeleteRequest, ObjectInfo, StatRequest};
+
+/// What the file handlers share.
+#[derive(Debug, Clone)]
+pub struct FilesState {
+    pub storage: StorageServiceClient<Channel>,
+    /// Largest file accepted by an upload, in bytes; larger ones get 413 and nothing is stored.
+    pub max_upload: u64,
+}
+
+impl FilesState {
+    /// State over a storage client (its message limit raised for 1 MiB chunks).
+    pub fn new(storage: StorageServiceClient<Channel>, max_upload: u64) -> Self {
+        Self {
+            storage: storage.max_decoding_message_size(wpsmesh_runtime::grpc::MAX_MESSAGE),
+            max_upload,
+        }
+    }
+}
+
+/// `PUT /api/file/upload` (POST too), `GET /api/file/find/{id}`, `DELETE /api/file/delete/{id}`
+/// and `GET /api/file/retrieve/{id}.{ext}`.
+pub fn router(state: FilesState) -> Router {
+    Router::new()
+        .route(
+            "/api/file/upload",
+            put(upload::upload)
+                .post(upload::upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/file/find/{id}", get(find))
+        .route("/api/file/delete/{id}", delete(remove))
+        .route("/api/file/retrieve/{file}", get(retrieve::retrieve))
+        .with_state(Arc::new(state))
+}
+
+type Shared = State<Arc<FilesState>>;
+
+/// An error of the file API: `{"success": false, "message": ...}` with its HTTP status.
+#[derive(Debug)]
+pub(crate) struct FileError {
+    status: StatusCode,
+    message: String,
+    close: bool,
+}
+
+impl FileError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            close: false,
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// An upload over `limit` bytes; the connection is closed after the answer.
+    pub(crate) fn too_large(limit: u64) -> Self {
+        Self {
+            close: true,
+            ..Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("file exceeds the maximum upload size of {limit} bytes"),
+            )
+        }
+    }
+
+    /// Maps a storage status.
+    pub(crate) fn from_status(status: &tonic::Status) -> Self {
+        let http = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match http {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                format!("file storage is unavailable: {}", status.message())
+            }
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                format!("file storage failed: {}", status.message())
+            }
+            _ => status.message().to_owned(),
+        };
+        if http.is_server_error() {
+            warn!(code = ?status.code(), error = %status.message(), "storage call failed");
+        }
+        Self::new(http, message)
+    }
+}
+
+impl IntoResponse for FileError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(json!({"success": false, "message": self.message})),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// A successful answer: `{"message": ..., "success": true, "data": ...}`.
+pub(crate) fn success(message: &str, data: Value) -> Json<Value> {
+    Json(json!({"message": message, "success": true, "data": data}))
+}
+
+/// An object's metadata in the original `data` shape.
+pub(crate) fn object_data(o: &ObjectInfo) -> Value {
+    json!({
+        "name": o.id,
+        "format": o.format,
+        "length": o.length,
+        "objectName": o.object_name,
+        "etag": o.etag,
+    })
+}
+
+pub(crate) fn parse_id(text: &str) -> Result<ObjectId, FileError> {
+    text.parse()
+        .map_err(|e: wpsmesh_proto::storage::InvalidMessage| FileError::bad_request(e.0))
+}
+
+/// `GET /api/file/find/{id}`: the object's metadata.
+async fn find(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, FileError> {
+    let id = parse_id(&id)?;
+    let object = state
+        .storage
+        .clone()
+        .stat(StatRequest { id: id.to_string() })
+        .await
+        .map_err(|s| FileError::from_status(&s))?
+        .into_inner()
+        .object
+        .ok_or_else(|| {
+            FileError::new(StatusCode::BAD_GATEWAY, "storage answered without metadata")
+        })?;
+    Ok(success("file found", object_data(&object)))
+}
+
+/// `DELETE /api/file/delete/{id}`.
+async fn remove(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, FileError> {
+    let id = parse_id(&id)?;
+    state
+        .storage
+        .clone()
+        .delete(DeleteRequest { id: id.to_string() })
+        .await
+        .map_err(|s| FileError::from_status(&s))?;
+    info!(object = %id, "file deleted");
+    Ok(success("file deleted", Value::Null))
+}

@@ -1,0 +1,144 @@
+//! `GET /api/file/retrieve/{id}.{ext}`: the object streamed from `Storage.Download` with its
+//! Content-Type, Content-Length and Range support (206, 416); never held in memory.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use tracing::warn;
+use wpsmesh_proto::storage::content_type_for;
+use wpsmesh_proto::wire::storage::v1::{
+    DownloadRequest, ObjectInfo, StatRequest, download_response,
+};
+
+use super::range::RangeSpec;
+use super::{FileError, Shared, parse_id};
+
+pub(super) async fn retrieve(
+    State(state): Shared,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, FileError> {
+    let (id, ext) = match file.split_once('.') {
+        Some((id, ext)) => (id, Some(ext)),
+        None => (file.as_str(), None),
+    };
+    let id = parse_id(id)?;
+    let mut storage = state.storage.clone();
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(RangeSpec::parse);
+
+    // A range needs the length first (suffix ranges, 416); a whole file does not.
+    let (offset, length) = match range {
+        None => (0, None),
+        Some(spec) => {
+            let info = storage
+                .stat(StatRequest { id: id.to_string() })
+                .await
+                .map_err(|s| FileError::from_status(&s))?
+                .into_inner()
+                .object
+                .ok_or_else(missing_metadata)?;
+            check_extension(&info, ext)?;
+            match spec.resolve(info.length) {
+                Some((offset, length)) => (offset, Some(length)),
+                None => return Ok(unsatisfiable(info.length)),
+            }
+        }
+    };
+
+    let mut stream = storage
+        .download(DownloadRequest {
+            id: id.to_string(),
+            offset,
+            length,
+        })
+        .await
+        .map_err(|s| FileError::from_status(&s))?
+        .into_inner();
+    let info = match stream.message().await {
+        Ok(Some(message)) => match message.part {
+            Some(download_response::Part::Object(info)) => info,
+            _ => return Err(missing_metadata()),
+        },
+        Ok(None) => return Err(missing_metadata()),
+        Err(s) => return Err(FileError::from_status(&s)),
+    };
+    check_extension(&info, ext)?;
+    let total = info.length;
+    let sent = length.unwrap_or(total.saturating_sub(offset));
+
+    let object = info.id.clone();
+    let body = stream.map(move |message| match message {
+        Ok(message) => match message.part {
+            Some(download_response::Part::Chunk(bytes)) => Ok(bytes),
+            _ => Err(std::io::Error::other("storage sent a second metadata message")),
+        },
+        Err(status) => {
+            warn!(object = %object, code = ?status.code(), error = %status.message(), "download broke off");
+            Err(std::io::Error::other(status.message().to_owned()))
+        }
+    });
+
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type(&info));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(sent));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if range.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let last = (offset + sent).saturating_sub(1);
+        let value = format!("bytes {offset}-{last}/{total}");
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(response)
+}
+
+fn missing_metadata() -> FileError {
+    FileError::new(
+        StatusCode::BAD_GATEWAY,
+        "storage answered without the object's metadata",
+    )
+}
+
+/// `{id}.{ext}` must name the stored format: another extension is another (missing) file.
+fn check_extension(info: &ObjectInfo, ext: Option<&str>) -> Result<(), FileError> {
+    match ext {
+        Some(ext) if !info.format.is_empty() && !ext.eq_ignore_ascii_case(&info.format) => {
+            Err(FileError::new(
+                StatusCode::NOT_FOUND,
+                format!("object {}.{ext} not found", info.id),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The MIME type of the object's format; the stored one for formats wpsmesh does not know.
+fn content_type(info: &ObjectInfo) -> HeaderValue {
+    let known = content_type_for(&info.format);
+    let chosen = if known == "application/octet-stream" && !info.content_type.is_empty() {
+        info.content_type.as_str()
+    } else {
+        known
+    };
+    HeaderValue::from_str(chosen).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+/// 416 with the object's length, as RFC 9110 asks.
+fn unsatisfiable(total: u64) -> Response {
+    let mut response = FileError::new(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        format!("range not satisfiable for an object of {total} bytes"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+        response.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    response
+}

@@ -1,0 +1,478 @@
+//! The JSON job API of the original service: `POST /api/wps/jobs` with an identifier and a map
+//! of typed inputs, run synchronously with Execute on one balanced node (never retried), answered
+//! with the job status and the outputs (file outputs as storage references).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Map, Value, json};
+use tracing::info;
+use wpsmesh_proto::wire::process::v1::{
+    self as wire, BoundingBox, ComplexValue, ExecuteRequest, Format, Input, JobState, LiteralValue,
+    OutputRequest, Reference, input, output,
+};
+
+use crate::nodes::Nodes;
+use crate::ows::{OwsCode, OwsError};
+
+/// What the job API handler needs.
+#[derive(Debug, Clone)]
+pub struct JobsState {
+    pub nodes: Nodes,
+    /// Largest request body accepted, in bytes (inline complex inputs count).
+    pub max_body: usize,
+}
+
+/// `POST /api/wps/jobs`.
+pub fn router(state: JobsState) -> Router {
+    let limit = state.max_body;
+    Router::new()
+        .route("/api/wps/jobs", post(execute))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(Arc::new(state))
+}
+
+async fn execute(
+    State(state): State<Arc<JobsState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match run(&state, body).await {
+        Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn run(state: &JobsState, body: Result<Bytes, BytesRejection>) -> Result<Value, OwsError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => OwsError::new(
+            OwsCode::FileSizeExceeded,
+            None,
+            format!("request body exceeds {} bytes", state.max_body),
+        ),
+        _ => OwsError::invalid("body", e.body_text().to_lowercase()),
+    })?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| OwsError::invalid("body", format!("invalid json: {e}")))?;
+    let request = parse_request(value)?;
+    let process = request.process_id.clone();
+    let started = Instant::now();
+    let response = state
+        .nodes
+        .call(|mut client| async move { client.execute(request).await })
+        .await;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match &response {
+        Ok(_) => info!(process = %process, elapsed_ms, "json job finished"),
+        Err(e) => {
+            info!(process = %process, elapsed_ms, code = e.code.as_str(), error = %e.text, "json job failed")
+        }
+    }
+    answer(response?)
+}
+
+/// Reads the request body into an ExecuteRequest; errors name the offending member.
+pub fn parse_request(body: Value) -> Result<ExecuteRequest, OwsError> {
+    let Value::Object(mut body) = body else {
+        return Err(OwsError::invalid("body", "expected a json object"));
+    };
+    let process_id = match body.remove("identifier") {
+        Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(OwsError::missing("identifier"));
+        }
+        Some(_) => return Err(OwsError::invalid("identifier", "expected a string")),
+    };
+    match body.remove("mode") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(m)) if m.eq_ignore_ascii_case("sync") => {}
+        Some(Value::String(m)) if m.eq_ignore_ascii_case("async") => {
+            return Err(OwsError::not_supported(
+                "mode",
+                "asynchronous jobs are not supported yet by the json job api: use \"mode\": \"sync\"",
+            ));
+        }
+        Some(other) => {
+            return Err(OwsError::invalid(
+                "mode",
+                format!("expected \"sync\" or \"async\", got {other}"),
+            ));
+        }
+    }
+    let mut inputs = Vec::new();
+    match body.remove("inputs") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (id, value) in map {
+                match value {
+                    Value::Array(values) => {
+                        for v in values {
+                            inputs.push(parse_input(&id, v)?);
+                        }
+                    }
+                    v => inputs.push(parse_input(&id, v)?),
+                }
+            }
+        }
+        Some(_) => return Err(OwsError::invalid("inputs", "expected an object of inputs")),
+    }
+    let outputs = match body.remove("outputs") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ids)) => ids
+            .into_iter()
+            .map(|id| match id {
+                Value::String(id) => Ok(OutputRequest {
+                    id,
+                    format: None,
+                    as_reference: true,
+                }),
+                _ => Err(OwsError::invalid("outputs", "expected output identifiers")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(Value::Object(map)) => map
+            .into_iter()
+            .map(|(id, spec)| parse_output(id, spec))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(OwsError::invalid("outputs", "expected an object or a list")),
+    };
+    Ok(ExecuteRequest {
+        process_id,
+        inputs,
+        outputs,
+        timeout: None,
+    })
+}
+
+fn text(map: &Map<String, Value>, key: &str) -> String {
+    map.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn format_of(map: &Map<String, Value>) -> Option<Format> {
+    let format = Format {
+        mime_type: text(map, "mimeType"),
+        encoding: text(map, "encoding"),
+        schema: text(map, "schema"),
+        extension: String::new(),
+    };
+    (format != Format::default()).then_some(format)
+}
+
+/// One input value: `{"type": "reference"|"literal"|"complex"|"bbox", ...}`; without a type it
+/// is guessed from the members present.
+fn parse_input(id: &str, value: Value) -> Result<Input, OwsError> {
+    let bad = |msg: &str| OwsError::invalid(id, format!("invalid input {id}: {msg}"));
+    let map = match value {
+        Value::Object(map) => map,
+        // A bare literal (`"DISTANCE": 0.5`) is accepted as well.
+        v @ (Value::Number(_) | Value::String(_) | Value::Bool(_)) => Map::from_iter([
+            ("type".to_owned(), json!("literal")),
+            ("value".to_owned(), v),
+        ]),
+        _ => return Err(bad("expected an object with a type")),
+    };
+    let kind = match map.get("type") {
+        Some(Value::String(t)) => t.to_ascii_lowercase(),
+        Some(_) => return Err(bad("type must be a string")),
+        None if map.contains_key("href") => "reference".into(),
+        None if map.contains_key("bbox") || map.contains_key("lowerCorner") => "bbox".into(),
+        None if map.contains_key("mimeType") => "complex".into(),
+        None => "literal".into(),
+    };
+    let value = match kind.as_str() {
+        "reference" => {
+            let href = text(&map, "href");
+            if href.is_empty() {
+                return Err(bad("a reference needs an href"));
+            }
+            input::Value::Reference(Reference {
+                href,
+                format: format_of(&map),
+            })
+        }
+        "literal" => {
+            let value = match map.get("value") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                None | Some(Value::Null) => return Err(bad("a literal needs a value")),
+                Some(_) => return Err(bad("a literal value is a number, a string or a boolean")),
+            };
+            input::Value::Literal(LiteralValue {
+                value,
+                data_type: wire::LiteralType::Unspecified as i32,
+                uom: text(&map, "uom"),
+            })
+        }
+        "complex" => {
+            let data = match map.get("value") {
+                Some(Value::String(s)) => s.clone().into_bytes(),
+                Some(v @ (Value::Object(_) | Value::Array(_))) => v.to_string().into_bytes(),
+                _ => return Err(bad("a complex input needs a value (text or json)")),
+            };
+            let data = if text(&map, "encoding").eq_ignore_ascii_case("base64") {
+                BASE64
+                    .decode(data.trim_ascii())
+                    .map_err(|e| bad(&format!("invalid base64: {e}")))?
+            } else {
+                data
+            };
+            input::Value::Complex(ComplexValue {
+                format: format_of(&map),
+                data: data.into(),
+            })
+        }
+        "bbox" | "boundingbox" | "bounding_box" => {
+            input::Value::BoundingBox(parse_bbox(&map).map_err(|m| bad(&m))?)
+        }
+        other => {
+            return Err(bad(&format!(
+                "unknown type {other:?}: expected reference, literal, complex or bbox"
+            )));
+        }
+    };
+    Ok(Input {
+        id: id.to_owned(),
+        value: Some(value),
+    })
+}
+
+/// `{"bbox": [minx, miny, maxx, maxy], "crs": ...}` or `lowerCorner`/`upperCorner`.
+fn parse_bbox(map: &Map<String, Value>) -> Result<BoundingBox, String> {
+    let numbers = |key: &str| -> Result<Vec<f64>, String> {
+        match map.get(key) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_f64().ok_or_else(|| format!("{key} must hold numbers")))
+                .collect(),
+            Some(_) => Err(format!("{key} must be a list of numbers")),
+            None => Ok(Vec::new()),
+        }
+    };
+    let (lower, upper) = match numbers("bbox")? {
+        corners if corners.is_empty() => (numbers("lowerCorner")?, numbers("upperCorner")?),
+        corners if corners.len() % 2 == 0 => {
+            let (l, u) = corners.split_at(corners.len() / 2);
+            (l.to_vec(), u.to_vec())
+        }
+        _ => return Err("bbox needs an even number of coordinates".into()),
+    };
+    if lower.len() < 2 || lower.len() != upper.len() {
+        return Err("a bounding box needs two corners of the same dimension".into());
+    }
+    Ok(BoundingBox {
+        crs: text(map, "crs"),
+        lower_corner: lower,
+        upper_corner: upper,
+    })
+}
+
+/// `{"mimeType": ..., "transmission": "reference"|"value"}` (or `asReference`).
+fn parse_output(id: String, spec: Value) -> Result<OutputRequest, OwsError> {
+    let map = match spec {
+        Value::Object(map) => map,
+        Value::Null => Map::new(),
+        _ => {
+            return Err(OwsError::invalid(
+                &id,
+                format!("invalid output {id}: expected an object"),
+            ));
+        }
+    };
+    let as_reference = match (map.get("transmission"), map.get("asReference")) {
+        (Some(Value::String(t)), _) => !t.eq_ignore_ascii_case("value"),
+        (_, Some(Value::Bool(b))) => *b,
+        _ => true,
+    };
+    Ok(OutputRequest {
+        format: format_of(&map),
+        id,
+        as_reference,
+    })
+}
+
+/// The answer of the original service: status and outputs.
+fn answer(response: wire::ExecuteResponse) -> Result<Value, OwsError> {
+    let job = response.job.unwrap_or_default();
+    let state = job.state();
+    if state != JobState::Successful {
+        return Err(OwsError::internal(format!(
+            "process {} ended {}: {}",
+            job.process_id,
+            state
+                .as_str_name()
+                .trim_start_matches("JOB_STATE_")
+                .to_lowercase(),
+            job.message
+        )));
+    }
+    let mut outputs = Map::new();
+    for out in response.outputs {
+        let value = match out.value {
+            Some(output::Value::Reference(r)) => json!({
+                "href": r.href,
+                "mimeType": r.format.map(|f| f.mime_type).unwrap_or_default(),
+            }),
+            Some(output::Value::Literal(l)) if l.uom.is_empty() => json!({"value": l.value}),
+            Some(output::Value::Literal(l)) => json!({"value": l.value, "uom": l.uom}),
+            Some(output::Value::Complex(c)) => {
+                let mime = c.format.map(|f| f.mime_type).unwrap_or_default();
+                match String::from_utf8(c.data.to_vec()) {
+                    Ok(text) => json!({"value": text, "mimeType": mime}),
+                    Err(_) => {
+                        json!({"value": BASE64.encode(&c.data), "mimeType": mime, "encoding": "base64"})
+                    }
+                }
+            }
+            Some(output::Value::BoundingBox(b)) => {
+                let mut corners = b.lower_corner;
+                corners.extend(b.upper_corner);
+                json!({"bbox": corners, "crs": b.crs})
+            }
+            None => Value::Null,
+        };
+        match outputs.get_mut(&out.id) {
+            Some(Value::Array(values)) => values.push(value),
+            Some(first) => *first = Value::Array(vec![first.take(), value]),
+            None => {
+                outputs.insert(out.id, value);
+            }
+        }
+    }
+    let time = job
+        .finished_at
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .unwrap_or_else(SystemTime::now);
+    Ok(json!({
+        "status": {
+            "status": "succeeded",
+            "time": rfc3339(time),
+            "percent_done": "100",
+            "message": job.message,
+        },
+        "jobID": job.job_id,
+        "outputs": outputs,
+    }))
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime_serde::re::humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// An error as the job API answers it: a failed status plus the OWS code and locator, with the
+/// matching HTTP status (404 for an unknown process, 503 and Retry-After when no node is up).
+fn error_response(e: &OwsError) -> Response {
+    let status = match e.code {
+        OwsCode::NoSuchProcess | OwsCode::NoSuchJob => StatusCode::NOT_FOUND,
+        _ => e.status(),
+    };
+    let body = json!({
+        "status": {
+            "status": "failed",
+            "time": rfc3339(SystemTime::now()),
+            "percent_done": "0",
+            "message": e.text,
+        },
+        "error": {
+            "code": e.code.as_str(),
+            "locator": e.locator,
+            "message": e.text,
+        },
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(seconds) = e.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn literal(input: &Input) -> &str {
+        match input.value.as_ref().unwrap() {
+            input::Value::Literal(l) => &l.value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_every_input_kind_and_the_outputs() {
+        let request = parse_request(json!({
+            "identifier": " native:buffer ",
+            "inputs": {
+                "DISTANCE": {"type": "literal", "value": 10},
+                "BARE": 2.5,
+                "LAYERS": [{"href": "http://a/x.zip"}, {"type": "reference", "href": "http://a/y.zip"}],
+                "B64": {"type": "complex", "value": "aGVsbG8=", "encoding": "base64", "mimeType": "text/plain"},
+                "BOX": {"type": "bbox", "lowerCorner": [1, 2], "upperCorner": [3, 4]},
+            },
+            "outputs": {"OUTPUT": {"transmission": "value"}, "OTHER": null},
+        }))
+        .unwrap();
+        assert_eq!(request.process_id, "native:buffer");
+        let find = |id: &str| request.inputs.iter().filter(move |i| i.id == id);
+        assert_eq!(literal(find("DISTANCE").next().unwrap()), "10");
+        assert_eq!(literal(find("BARE").next().unwrap()), "2.5");
+        assert_eq!(find("LAYERS").count(), 2);
+        match find("B64").next().unwrap().value.as_ref().unwrap() {
+            input::Value::Complex(c) => assert_eq!(&c.data[..], b"hello"),
+            other => panic!("{other:?}"),
+        }
+        let outputs: Vec<(&str, bool)> = request
+            .outputs
+            .iter()
+            .map(|o| (o.id.as_str(), o.as_reference))
+            .collect();
+        assert_eq!(outputs, [("OTHER", true), ("OUTPUT", false)]);
+        let listed = parse_request(json!({"identifier": "a:b", "outputs": ["OUTPUT"]})).unwrap();
+        assert_eq!(listed.outputs[0].id, "OUTPUT");
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        let locator = |body: Value| parse_request(body).unwrap_err().locator.unwrap();
+        assert_eq!(locator(json!({})), "identifier");
+        assert_eq!(locator(json!({"identifier": 3})), "identifier");
+        assert_eq!(
+            locator(json!({"identifier": "a:b", "inputs": {"D": {"type": "literal"}}})),
+            "D"
+        );
+        assert_eq!(
+            locator(json!({"identifier": "a:b", "inputs": {"D": null}})),
+            "D"
+        );
+        assert_eq!(
+            locator(
+                json!({"identifier": "a:b", "inputs": {"E": {"type": "bbox", "bbox": [1, 2, 3]}}})
+            ),
+            "E"
+        );
+        assert_eq!(
+            locator(
+                json!({"identifier": "a:b", "inputs": {"C": {"type": "complex", "value": "!", "encoding": "base64"}}})
+            ),
+            "C"
+        );
+        assert_eq!(
+            locator(json!({"identifier": "a:b", "mode": "later"})),
+            "mode"
+        );
+        let async_mode = parse_request(json!({"identifier": "a:b", "mode": "async"})).unwrap_err();
+        assert_eq!(async_mode.code, OwsCode::OptionNotSupported);
+    }
+}

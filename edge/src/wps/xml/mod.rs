@@ -1,0 +1,354 @@
+//! Shared XML writing for the WPS documents: the escaping writer, RFC 3339 times, literal
+//! types and formats; the OWS sections both versions share ([`ows`]) and how inline complex
+//! values are embedded ([`inline`]).
+
+mod inline;
+mod ows;
+
+pub(crate) use inline::complex_value;
+pub(crate) use ows::{
+    bounding_box, exception_report, operations_metadata, service_identification, service_provider,
+};
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wpsmesh_proto::wire::process::v1 as wire;
+
+/// What the capabilities documents say about the service, and where it answers.
+#[derive(Debug, Clone, Default)]
+pub struct Service {
+    pub title: String,
+    pub abstract_text: String,
+    pub keywords: Vec<String>,
+    pub provider_name: String,
+    /// The provider's web site; omitted when empty.
+    pub provider_site: String,
+    pub contact_name: String,
+    pub contact_email: String,
+    /// The WPS endpoint, `{public_url}/api/wps`.
+    pub url: String,
+}
+
+impl Service {
+    /// The defaults of a wpsmesh deployment reachable at `public_url` (e.g. `http://host:9000`).
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            title: "wpsmesh".to_owned(),
+            abstract_text: "Every QGIS Processing algorithm as an OGC WPS process".to_owned(),
+            keywords: vec![
+                "WPS".to_owned(),
+                "QGIS".to_owned(),
+                "geoprocessing".to_owned(),
+            ],
+            provider_name: "wpsmesh".to_owned(),
+            url: format!("{}/api/wps", public_url.trim_end_matches('/')),
+            ..Self::default()
+        }
+    }
+}
+
+pub(crate) const XLINK_NS: &str = "http://www.w3.org/1999/xlink";
+pub(crate) const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
+/// The one language the documents are written in.
+pub(crate) const LANG: &str = "en-US";
+
+/// A document being written: a `String` and escaping rules, so writing cannot fail.
+pub(crate) struct Xml {
+    buf: String,
+}
+
+impl Xml {
+    pub(crate) fn new() -> Self {
+        let mut buf = String::with_capacity(4096);
+        buf.push_str(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+        buf.push('\n');
+        Self { buf }
+    }
+
+    /// Starts `<name`; finish it with [`Tag::open`], [`Tag::empty`] or [`Tag::text`].
+    pub(crate) fn start(&mut self, name: &'static str) -> Tag<'_> {
+        self.buf.push('<');
+        self.buf.push_str(name);
+        Tag { xml: self, name }
+    }
+
+    pub(crate) fn open(&mut self, name: &'static str) {
+        self.start(name).open();
+    }
+
+    pub(crate) fn end(&mut self, name: &str) {
+        self.buf.push_str("</");
+        self.buf.push_str(name);
+        self.buf.push('>');
+    }
+
+    pub(crate) fn text(&mut self, text: &str) {
+        escape_into(&mut self.buf, text, false);
+    }
+
+    /// `<name>text</name>`.
+    pub(crate) fn elem(&mut self, name: &'static str, text: &str) {
+        self.start(name).text(text);
+    }
+
+    /// `<name>text</name>` unless `text` is empty.
+    pub(crate) fn elem_if(&mut self, name: &'static str, text: &str) {
+        if !text.is_empty() {
+            self.elem(name, text);
+        }
+    }
+
+    /// Text in CDATA sections (split around `]]>`), characters XML forbids removed.
+    pub(crate) fn cdata(&mut self, text: &str) {
+        self.buf.push_str("<![CDATA[");
+        for c in text.chars().filter(|&c| is_xml_char(c)) {
+            self.buf.push(c);
+            if c == '>' && self.buf.ends_with("]]>") {
+                self.buf.truncate(self.buf.len() - 1);
+                self.buf.push_str("]]><![CDATA[>");
+            }
+        }
+        self.buf.push_str("]]>");
+    }
+
+    /// Markup already checked to be well formed.
+    pub(crate) fn raw(&mut self, markup: &str) {
+        self.buf.push_str(markup);
+    }
+
+    pub(crate) fn finish(self) -> String {
+        self.buf
+    }
+}
+
+/// An element start being written.
+#[must_use]
+pub(crate) struct Tag<'a> {
+    xml: &'a mut Xml,
+    name: &'static str,
+}
+
+impl Tag<'_> {
+    pub(crate) fn attr(self, key: &str, value: &str) -> Self {
+        let buf = &mut self.xml.buf;
+        buf.push(' ');
+        buf.push_str(key);
+        buf.push_str("=\"");
+        escape_into(buf, value, true);
+        buf.push('"');
+        self
+    }
+
+    /// The attribute unless `value` is empty.
+    pub(crate) fn attr_if(self, key: &str, value: &str) -> Self {
+        if value.is_empty() {
+            self
+        } else {
+            self.attr(key, value)
+        }
+    }
+
+    pub(crate) fn open(self) {
+        self.xml.buf.push('>');
+    }
+
+    pub(crate) fn empty(self) {
+        self.xml.buf.push_str("/>");
+    }
+
+    pub(crate) fn text(self, text: &str) {
+        let Self { xml, name } = self;
+        xml.buf.push('>');
+        xml.text(text);
+        xml.end(name);
+    }
+}
+
+/// Characters XML 1.0 allows (`Char` production).
+pub(crate) fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+fn escape_into(buf: &mut String, text: &str, attr: bool) {
+    let plain = |b: u8| b >= 0x20 && !matches!(b, b'&' | b'<' | b'>' | b'"') && b != 0x7f;
+    if text.bytes().all(plain) && !text.contains(['\u{FFFE}', '\u{FFFF}']) {
+        buf.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '&' => buf.push_str("&amp;"),
+            '<' => buf.push_str("&lt;"),
+            '>' => buf.push_str("&gt;"),
+            '"' if attr => buf.push_str("&quot;"),
+            '\t' if attr => buf.push_str("&#9;"),
+            '\n' if attr => buf.push_str("&#10;"),
+            '\r' => buf.push_str("&#13;"),
+            c if is_xml_char(c) => buf.push(c),
+            _ => {}
+        }
+    }
+}
+
+/// `text`, or `fallback` when it is empty.
+pub(crate) fn or<'a>(text: &'a str, fallback: &'a str) -> &'a str {
+    if text.is_empty() { fallback } else { text }
+}
+
+/// Whether `mime` matches OWS's MimeType pattern.
+pub(crate) fn mime_ok(mime: &str) -> bool {
+    const TYPES: [&str; 8] = [
+        "application",
+        "audio",
+        "image",
+        "text",
+        "video",
+        "message",
+        "multipart",
+        "model",
+    ];
+    mime.split_once('/').is_some_and(|(top, rest)| {
+        TYPES.contains(&top) && !rest.is_empty() && !rest.contains(['\n', '\r'])
+    })
+}
+
+/// The MIME type of a format as a description writes it: `application/octet-stream` when the
+/// format has none, or one that does not match OWS's pattern.
+pub(crate) fn described_mime(format: &wire::Format) -> &str {
+    if mime_ok(&format.mime_type) {
+        format.mime_type.as_str()
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// The formats of a complex description, never empty (the first is the default).
+pub(crate) fn formats(complex: &wire::ComplexDescription) -> Vec<&wire::Format> {
+    static OCTET_STREAM: std::sync::LazyLock<wire::Format> =
+        std::sync::LazyLock::new(|| wire::Format {
+            mime_type: "application/octet-stream".to_owned(),
+            ..wire::Format::default()
+        });
+    if complex.formats.is_empty() {
+        vec![&OCTET_STREAM]
+    } else {
+        complex.formats.iter().collect()
+    }
+}
+
+/// The CRSs of a bounding box description, never empty (the first is the default).
+pub(crate) fn crs_list(bbox: &wire::BoundingBoxDescription) -> Vec<&str> {
+    let list: Vec<&str> = bbox
+        .crs
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !c.is_empty())
+        .collect();
+    if list.is_empty() {
+        vec!["EPSG:4326"]
+    } else {
+        list
+    }
+}
+
+/// The XML Schema name of a literal type (`string` when unspecified).
+pub(crate) fn type_name(data_type: i32) -> &'static str {
+    match wire::LiteralType::try_from(data_type).unwrap_or(wire::LiteralType::String) {
+        wire::LiteralType::Double => "double",
+        wire::LiteralType::Integer => "integer",
+        wire::LiteralType::Boolean => "boolean",
+        wire::LiteralType::String | wire::LiteralType::Unspecified => "string",
+    }
+}
+
+/// A number as XML Schema writes it: `INF`/`-INF`, integers without a fraction.
+pub(crate) fn number(value: f64, integer: bool) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "INF" } else { "-INF" }.to_owned()
+    } else if (integer || value.fract() == 0.0) && value.abs() < 1e15 {
+        format!("{}", value.trunc() as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+/// A `max_occurs` of this value means unbounded.
+pub(crate) const UNBOUNDED: u32 = u32::MAX;
+
+/// A time as RFC 3339 in UTC with whole seconds, e.g. `2024-05-01T12:00:00Z`.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    let secs = match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    // Years 0001 to 9999, the range of protobuf timestamps and of four-digit years.
+    let secs = secs.clamp(-62_135_596_800, 253_402_300_799);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A protobuf timestamp as a `SystemTime`.
+pub(crate) fn system_time(ts: &prost_types::Timestamp) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::try_from(ts.nanos).unwrap_or(0));
+    match u64::try_from(ts.seconds) {
+        Ok(secs) => UNIX_EPOCH + Duration::from_secs(secs) + nanos,
+        Err(_) => UNIX_EPOCH - Duration::from_secs(ts.seconds.unsigned_abs()) + nanos,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_700_000_000_999)),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_secs(1)),
+            "1969-12-31T23:59:59Z"
+        );
+        let ts = prost_types::Timestamp {
+            seconds: 1_735_689_600,
+            nanos: 5,
+        };
+        assert_eq!(rfc3339(system_time(&ts)), "2025-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn escaping_drops_characters_xml_forbids() {
+        let mut x = Xml::new();
+        x.start("a")
+            .attr("b", "<\"&\t\n\u{1}é>")
+            .text("<&>\"\r\u{0}\u{FFFE}ü");
+        let doc = x.finish();
+        assert!(
+            doc.ends_with("<a b=\"&lt;&quot;&amp;&#9;&#10;é&gt;\">&lt;&amp;&gt;\"&#13;ü</a>"),
+            "{doc}"
+        );
+    }
+}

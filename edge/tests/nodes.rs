@@ -1,0 +1,965 @@
+//! Discovery, health checking, p2c balancing and retries over real gRPC on loopback: small
+//! in-process tonic servers implement ProcessService with canned answers (and the standard
+//! health service) so nodes can be slowed, failed, killed and restarted at will. Also the JSON
+//! job API over them, Consul discovery against a fake agent, and DNS discovery (A/AAAA through
+//! the system resolver, SRV against a fake name server).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use futures::Stream;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tonic::{Code, Response, Status};
+use tower::ServiceExt;
+use wpsmesh_edge::nodes::{DiscoveryConfig, DiscoveryKind, DnsConfig, DnsRecord, Nodes};
+use wpsmesh_edge::ows::OwsCode;
+use wpsmesh_proto::wire::process::v1::process_service_server::{
+    ProcessService, ProcessServiceServer,
+};
+use wpsmesh_proto::wire::process::v1::{self as wire, *};
+use wpsmesh_runtime::consul::ConsulConfig;
+use wpsmesh_tests::eventually;
+
+// ---------------------------------------------------------------------------------------------
+// A fake node
+// ---------------------------------------------------------------------------------------------
+
+/// What a fake node does and saw.
+#[derive(Default)]
+struct Behaviour {
+    /// Answer every ProcessService call with UNAVAILABLE.
+    unavailable: AtomicBool,
+    /// Execute waits until this turns true.
+    hold: Option<watch::Receiver<bool>>,
+    describes: AtomicUsize,
+    lists: AtomicUsize,
+    executes: AtomicUsize,
+    last_execute: Mutex<Option<ExecuteRequest>>,
+}
+
+#[derive(Clone)]
+struct Fake {
+    name: String,
+    b: Arc<Behaviour>,
+}
+
+fn summary(name: &str) -> ProcessSummary {
+    ProcessSummary {
+        id: "native:buffer".into(),
+        title: name.into(),
+        ..Default::default()
+    }
+}
+
+fn with_locator(mut status: Status, locator: &str) -> Status {
+    status
+        .metadata_mut()
+        .insert("wpsmesh-locator", locator.parse().unwrap());
+    status
+}
+
+impl Fake {
+    fn check(&self) -> Result<(), Status> {
+        if self.b.unavailable.load(Ordering::SeqCst) {
+            return Err(Status::unavailable(format!("{} is draining", self.name)));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl ProcessService for Fake {
+    async fn list_processes(
+        &self,
+        _: tonic::Request<ListProcessesRequest>,
+    ) -> Result<Response<ListProcessesResponse>, Status> {
+        self.b.lists.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok(Response::new(ListProcessesResponse {
+            processes: vec![summary(&self.name)],
+        }))
+    }
+
+    async fn describe_process(
+        &self,
+        request: tonic::Request<DescribeProcessRequest>,
+    ) -> Result<Response<DescribeProcessResponse>, Status> {
+        self.b.describes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        if request.get_ref().id != "native:buffer" {
+            return Err(with_locator(
+                Status::not_found("no such process"),
+                "Identifier",
+            ));
+        }
+        Ok(Response::new(DescribeProcessResponse {
+            process: Some(ProcessDescription {
+                summary: Some(summary(&self.name)),
+                ..Default::default()
+            }),
+        }))
+    }
+
+    async fn execute(
+        &self,
+        request: tonic::Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        self.b.executes.fetch_add(1, Ordering::SeqCst);
+        let request = request.into_inner();
+        *self.b.last_execute.lock().unwrap() = Some(request.clone());
+        if let Some(hold) = &self.b.hold {
+            let mut hold = hold.clone();
+            let _ = hold.wait_for(|released| *released).await;
+        }
+        self.check()?;
+        if request.process_id != "native:buffer" {
+            return Err(with_locator(
+                Status::not_found(format!("process {:?} not found", request.process_id)),
+                "Identifier",
+            ));
+        }
+        let distance = request.inputs.iter().find(|i| i.id == "DISTANCE");
+        if let Some(Input {
+            value: Some(input::Value::Literal(l)),
+            ..
+        }) = distance
+            && l.value.parse::<f64>().is_err()
+        {
+            return Err(with_locator(
+                Status::invalid_argument(format!(
+                    "invalid parameter DISTANCE: {:?} is not a number",
+                    l.value
+                )),
+                "DISTANCE",
+            ));
+        }
+        Ok(Response::new(ExecuteResponse {
+            job: Some(JobStatus {
+                job_id: "job-1".into(),
+                process_id: request.process_id,
+                state: JobState::Successful as i32,
+                percent_done: 100,
+                message: "process finished".into(),
+                finished_at: Some(std::time::SystemTime::now().into()),
+                node: self.name.clone(),
+                ..Default::default()
+            }),
+            outputs: vec![Output {
+                id: "OUTPUT".into(),
+                value: Some(output::Value::Reference(FileReference {
+                    object_id: "0123456789abcdef0123456789abcdef".into(),
+                    href: "http://edge/api/file/retrieve/0123456789abcdef0123456789abcdef.geojson"
+                        .into(),
+                    format: Some(Format {
+                        mime_type: "application/geo+json".into(),
+                        ..Default::default()
+                    }),
+                    size: 10,
+                })),
+            }],
+            log: vec![],
+        }))
+    }
+
+    async fn submit(
+        &self,
+        _: tonic::Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        Err(Status::unimplemented("submit"))
+    }
+
+    async fn get_status(
+        &self,
+        _: tonic::Request<GetStatusRequest>,
+    ) -> Result<Response<GetStatusResponse>, Status> {
+        Err(with_locator(Status::not_found("no such job"), "JobID"))
+    }
+
+    async fn get_result(
+        &self,
+        _: tonic::Request<GetResultRequest>,
+    ) -> Result<Response<GetResultResponse>, Status> {
+        Err(with_locator(Status::not_found("no such job"), "JobID"))
+    }
+
+    async fn dismiss(
+        &self,
+        _: tonic::Request<DismissRequest>,
+    ) -> Result<Response<DismissResponse>, Status> {
+        Err(Status::unimplemented("dismiss"))
+    }
+
+    type WatchJobStream =
+        Pin<Box<dyn Stream<Item = Result<WatchJobResponse, Status>> + Send + 'static>>;
+
+    async fn watch_job(
+        &self,
+        _: tonic::Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        Err(Status::unimplemented("watch"))
+    }
+}
+
+/// A fake node served on loopback; stoppable and restartable on the same port.
+struct FakeNode {
+    addr: SocketAddr,
+    fake: Fake,
+    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl FakeNode {
+    async fn start(name: &str) -> Self {
+        Self::with(name, Behaviour::default()).await
+    }
+
+    async fn with(name: &str, b: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut node = Self {
+            addr: listener.local_addr().unwrap(),
+            fake: Fake {
+                name: name.into(),
+                b: Arc::new(b),
+            },
+            running: None,
+        };
+        node.serve(listener).await;
+        node
+    }
+
+    async fn serve(&mut self, listener: TcpListener) {
+        let (router, health) =
+            wpsmesh_runtime::grpc::with_health_and_reflection(wpsmesh_runtime::grpc::server());
+        health.set_serving::<ProcessServiceServer<Fake>>().await;
+        let router = router.add_service(ProcessServiceServer::new(self.fake.clone()));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            wpsmesh_runtime::grpc::serve(router, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        self.running = Some((stop, task));
+    }
+
+    fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn b(&self) -> &Behaviour {
+        &self.fake.b
+    }
+
+    /// Stops serving: the port is closed once this returns.
+    async fn kill(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("fake node stops")
+                .unwrap();
+        }
+    }
+
+    async fn restart(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("TEST_LOG").unwrap_or("wpsmesh_edge=debug,info".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+fn static_config(nodes: &[&FakeNode]) -> DiscoveryConfig {
+    DiscoveryConfig {
+        kind: DiscoveryKind::Static,
+        nodes: nodes.iter().map(|n| n.uri()).collect(),
+        health_interval: Duration::from_millis(200),
+        health_timeout: Duration::from_secs(1),
+        ..DiscoveryConfig::default()
+    }
+}
+
+async fn started(config: &DiscoveryConfig, healthy: usize) -> Nodes {
+    let nodes = Nodes::start(config).unwrap();
+    assert!(
+        nodes.wait_for(healthy, Duration::from_secs(5)).await,
+        "{healthy} nodes healthy: {:?}",
+        nodes.stats()
+    );
+    nodes
+}
+
+async fn list_title(nodes: &Nodes) -> Result<String, wpsmesh_edge::ows::OwsError> {
+    let answer = nodes
+        .call_idempotent(|mut c| async move { c.list_processes(ListProcessesRequest {}).await })
+        .await?;
+    Ok(answer.processes[0].title.clone())
+}
+
+fn wait(what: &str, cond: impl FnMut() -> bool) -> impl Future<Output = ()> {
+    let what = what.to_owned();
+    async move {
+        eventually(&what, Duration::from_secs(5), cond)
+            .await
+            .unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Balancing
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn calls_are_spread_over_every_node() {
+    init_logs();
+    let (a, b, c) = (
+        FakeNode::start("a").await,
+        FakeNode::start("b").await,
+        FakeNode::start("c").await,
+    );
+    let nodes = started(&static_config(&[&a, &b, &c]), 3).await;
+    assert_eq!(nodes.len(), 3);
+    let calls: Vec<_> = (0..90)
+        .map(|_| {
+            let nodes = nodes.clone();
+            tokio::spawn(async move { list_title(&nodes).await.unwrap() })
+        })
+        .collect();
+    let mut served: BTreeMap<String, usize> = BTreeMap::new();
+    for call in calls {
+        *served.entry(call.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(served.len(), 3, "every node served some: {served:?}");
+    for n in [&a, &b, &c] {
+        assert!(n.b().lists.load(Ordering::SeqCst) >= 10, "{served:?}");
+    }
+    let stats = nodes.stats();
+    assert_eq!(stats.iter().map(|s| s.calls).sum::<u64>(), 90, "{stats:?}");
+    assert!(
+        stats.iter().all(|s| s.healthy && s.in_flight == 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn p2c_sends_calls_to_the_node_with_fewer_in_flight() {
+    init_logs();
+    let (release, hold) = watch::channel(false);
+    let behaviour = || Behaviour {
+        hold: Some(hold.clone()),
+        ..Behaviour::default()
+    };
+    let a = FakeNode::with("a", behaviour()).await;
+    let b = FakeNode::with("b", behaviour()).await;
+    let nodes = started(&static_config(&[&a, &b]), 2).await;
+    let mut calls = Vec::new();
+    for i in 0..10 {
+        let mut client = nodes.client().unwrap();
+        calls.push(tokio::spawn(async move {
+            client
+                .execute(ExecuteRequest {
+                    process_id: "native:buffer".into(),
+                    ..Default::default()
+                })
+                .await
+        }));
+        let in_flight = || nodes.stats().iter().map(|s| s.in_flight).sum::<usize>();
+        wait("the call to be in flight", || in_flight() == i + 1).await;
+        // With two nodes p2c always compares both: the loads never differ by more than one.
+        let loads: Vec<usize> = nodes.stats().iter().map(|s| s.in_flight).collect();
+        assert!(loads[0].abs_diff(loads[1]) <= 1, "{loads:?}");
+    }
+    let loads: Vec<usize> = nodes.stats().iter().map(|s| s.in_flight).collect();
+    assert_eq!(loads, [5, 5]);
+    release.send(true).unwrap();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(a.b().executes.load(Ordering::SeqCst), 5);
+    assert_eq!(b.b().executes.load(Ordering::SeqCst), 5);
+    assert!(nodes.stats().iter().all(|s| s.in_flight == 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_killed_node_leaves_the_pool_and_comes_back() {
+    init_logs();
+    let a = FakeNode::start("a").await;
+    let mut b = FakeNode::start("b").await;
+    let nodes = started(&static_config(&[&a, &b]), 2).await;
+    let mut generation = nodes.generation();
+    let before = *generation.borrow_and_update();
+
+    b.kill().await;
+    wait("b to leave", || nodes.len() == 1).await;
+    assert!(generation.has_changed().unwrap());
+    let after_leave = *generation.borrow_and_update();
+    assert!(after_leave > before);
+    let stats = nodes.stats();
+    assert!(
+        stats.iter().any(|s| s.uri == b.uri() && !s.healthy),
+        "{stats:?}"
+    );
+    for _ in 0..20 {
+        assert_eq!(list_title(&nodes).await.unwrap(), "a");
+    }
+
+    b.restart().await;
+    wait("b to come back", || nodes.len() == 2).await;
+    assert!(*generation.borrow_and_update() > after_leave);
+    let mut titles = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        titles.insert(list_title(&nodes).await.unwrap());
+    }
+    assert_eq!(titles.len(), 2, "both nodes serve again: {titles:?}");
+}
+
+#[tokio::test]
+async fn an_empty_pool_is_server_busy() {
+    init_logs();
+    let nowhere = format!("http://127.0.0.1:{}", wpsmesh_tests::free_port());
+    let config = DiscoveryConfig {
+        nodes: vec![nowhere.clone()],
+        retry_after: 7,
+        ..static_config(&[])
+    };
+    let nodes = Nodes::start(&config).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(nodes.len(), 0);
+    assert!(nodes.is_empty());
+    let err = nodes.client().unwrap_err();
+    assert_eq!(err.code, OwsCode::ServerBusy);
+    assert_eq!(err.retry_after, Some(7));
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let err = list_title(&nodes).await.unwrap_err();
+    assert_eq!(err.code, OwsCode::ServerBusy);
+    let stats = nodes.stats();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].uri, nowhere);
+    assert!(!stats[0].healthy);
+
+    let none = Nodes::start(&DiscoveryConfig {
+        nodes: vec![],
+        ..DiscoveryConfig::default()
+    })
+    .unwrap();
+    assert_eq!(none.client().unwrap_err().code, OwsCode::ServerBusy);
+    assert!(!none.wait_for(1, Duration::from_millis(100)).await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retries
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn idempotent_calls_are_retried_on_another_node() {
+    init_logs();
+    let mut a = FakeNode::start("a").await;
+    let b = FakeNode::start("b").await;
+    // Slow health checks: the pool learns of a's death from the failed calls.
+    let config = DiscoveryConfig {
+        health_interval: Duration::from_secs(60),
+        ..static_config(&[&a, &b])
+    };
+    let nodes = started(&config, 2).await;
+
+    // A node answering UNAVAILABLE: the call goes on to the other one.
+    a.b().unavailable.store(true, Ordering::SeqCst);
+    for _ in 0..100 {
+        assert_eq!(list_title(&nodes).await.unwrap(), "b");
+        if a.b().lists.load(Ordering::SeqCst) >= 3 {
+            break;
+        }
+    }
+    assert!(a.b().lists.load(Ordering::SeqCst) >= 3, "a was tried");
+    let describe = |nodes: Nodes| async move {
+        nodes
+            .call_idempotent(|mut c| async move {
+                c.describe_process(DescribeProcessRequest {
+                    id: "native:buffer".into(),
+                })
+                .await
+            })
+            .await
+    };
+    let described = describe(nodes.clone()).await.unwrap();
+    assert_eq!(described.process.unwrap().summary.unwrap().title, "b");
+    a.b().unavailable.store(false, Ordering::SeqCst);
+
+    // Other errors are answers, not retried.
+    let before = a.b().describes.load(Ordering::SeqCst) + b.b().describes.load(Ordering::SeqCst);
+    let err = nodes
+        .call_idempotent(|mut c| async move {
+            c.describe_process(DescribeProcessRequest { id: "x:y".into() })
+                .await
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, OwsCode::NoSuchProcess);
+    let after = a.b().describes.load(Ordering::SeqCst) + b.b().describes.load(Ordering::SeqCst);
+    assert_eq!(after, before + 1);
+
+    // A dead node still in the pool: the connection error is retried on b and a leaves.
+    a.kill().await;
+    for _ in 0..100 {
+        assert_eq!(list_title(&nodes).await.unwrap(), "b");
+        if nodes
+            .stats()
+            .iter()
+            .any(|s| s.uri == a.uri() && s.failures > 0)
+        {
+            break;
+        }
+    }
+    let stats = nodes.stats();
+    assert!(
+        stats.iter().any(|s| s.uri == a.uri() && s.failures > 0),
+        "{stats:?}"
+    );
+    wait("a to leave after its failed call", || nodes.len() == 1).await;
+}
+
+#[tokio::test]
+async fn execute_is_never_retried() {
+    init_logs();
+    let a = FakeNode::start("a").await;
+    let b = FakeNode::start("b").await;
+    let nodes = started(&static_config(&[&a, &b]), 2).await;
+    a.b().unavailable.store(true, Ordering::SeqCst);
+    b.b().unavailable.store(true, Ordering::SeqCst);
+    for round in 1..=10 {
+        let err = nodes
+            .call(|mut c| async move {
+                c.execute(ExecuteRequest {
+                    process_id: "native:buffer".into(),
+                    ..Default::default()
+                })
+                .await
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, OwsCode::ServerBusy);
+        let total = a.b().executes.load(Ordering::SeqCst) + b.b().executes.load(Ordering::SeqCst);
+        assert_eq!(total, round, "one node saw each execute, once");
+    }
+    // The same failure on an idempotent call is tried on both nodes.
+    let err = list_title(&nodes).await.unwrap_err();
+    assert_eq!(err.code, OwsCode::ServerBusy);
+    assert_eq!(
+        a.b().lists.load(Ordering::SeqCst) + b.b().lists.load(Ordering::SeqCst),
+        2
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The JSON job API over fake nodes
+// ---------------------------------------------------------------------------------------------
+
+async fn post_job(nodes: &Nodes, body: &str) -> (StatusCode, Option<String>, Value) {
+    let router = wpsmesh_edge::jobs_api::router(wpsmesh_edge::jobs_api::JobsState {
+        nodes: nodes.clone(),
+        max_body: 64 * 1024,
+    });
+    let response = router
+        .oneshot(
+            Request::post("/api/wps/jobs")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not json: {}", String::from_utf8_lossy(&bytes)));
+    (status, retry_after, value)
+}
+
+#[tokio::test]
+async fn json_jobs_run_on_a_node() {
+    init_logs();
+    let a = FakeNode::start("a").await;
+    let nodes = started(&static_config(&[&a]), 1).await;
+    let (status, _, body) = post_job(
+        &nodes,
+        r#"{"identifier": "native:buffer",
+            "inputs": {
+              "INPUT": {"type": "reference", "href": "http://edge/api/file/retrieve/0123456789abcdef0123456789abcdef.zip", "mimeType": "application/zip"},
+              "DISTANCE": {"type": "literal", "value": 0.5},
+              "DISSOLVE": {"type": "literal", "value": true},
+              "SEGMENTS": {"type": "literal", "value": "8"},
+              "OVERLAY": {"type": "complex", "value": {"type": "FeatureCollection", "features": []}, "mimeType": "application/geo+json"},
+              "EXTENT": {"type": "bbox", "bbox": [0, 1, 2, 3], "crs": "EPSG:4326"}
+            },
+            "outputs": {"OUTPUT": {"mimeType": "application/geo+json"}}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"]["status"], "succeeded");
+    assert_eq!(body["status"]["percent_done"], "100");
+    assert_eq!(body["status"]["message"], "process finished");
+    assert!(body["status"]["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        body["outputs"]["OUTPUT"],
+        json!({"href": "http://edge/api/file/retrieve/0123456789abcdef0123456789abcdef.geojson",
+               "mimeType": "application/geo+json"})
+    );
+
+    let sent = a.b().last_execute.lock().unwrap().clone().unwrap();
+    assert_eq!(sent.process_id, "native:buffer");
+    let by_id: BTreeMap<&str, &input::Value> = sent
+        .inputs
+        .iter()
+        .map(|i| (i.id.as_str(), i.value.as_ref().unwrap()))
+        .collect();
+    let literal = |id: &str| match by_id[id] {
+        input::Value::Literal(l) => l.value.clone(),
+        other => panic!("{id}: {other:?}"),
+    };
+    assert_eq!(literal("DISTANCE"), "0.5");
+    assert_eq!(literal("DISSOLVE"), "true");
+    assert_eq!(literal("SEGMENTS"), "8");
+    match by_id["INPUT"] {
+        input::Value::Reference(r) => {
+            assert!(r.href.ends_with(".zip"));
+            assert_eq!(r.format.as_ref().unwrap().mime_type, "application/zip");
+        }
+        other => panic!("{other:?}"),
+    }
+    match by_id["OVERLAY"] {
+        input::Value::Complex(c) => {
+            let v: Value = serde_json::from_slice(&c.data).unwrap();
+            assert_eq!(v["type"], "FeatureCollection");
+        }
+        other => panic!("{other:?}"),
+    }
+    match by_id["EXTENT"] {
+        input::Value::BoundingBox(b) => {
+            assert_eq!(b.lower_corner, [0.0, 1.0]);
+            assert_eq!(b.upper_corner, [2.0, 3.0]);
+            assert_eq!(b.crs, "EPSG:4326");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sent.outputs.len(), 1);
+    assert!(sent.outputs[0].as_reference);
+}
+
+#[tokio::test]
+async fn json_job_errors_have_the_right_status() {
+    init_logs();
+    let a = FakeNode::start("a").await;
+    let nodes = started(&static_config(&[&a]), 1).await;
+    let cases = [
+        (
+            r#"{"identifier": "native:buffer", "inputs": {"DISTANCE": {"type": "literal", "value": "far"}}}"#,
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            Some("DISTANCE"),
+        ),
+        (
+            r#"{"identifier": "native:nothing", "inputs": {}}"#,
+            StatusCode::NOT_FOUND,
+            "NoSuchProcess",
+            Some("Identifier"),
+        ),
+        (
+            r#"{"inputs": {}}"#,
+            StatusCode::BAD_REQUEST,
+            "MissingParameterValue",
+            Some("identifier"),
+        ),
+        (
+            r#"{"identifier": "native:buffer", "inputs": {"INPUT": {"type": "reference"}}}"#,
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            Some("INPUT"),
+        ),
+        (
+            r#"{"identifier": "native:buffer", "inputs": {"X": {"type": "raster"}}}"#,
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            Some("X"),
+        ),
+        (
+            r#"{"identifier": "native:buffer", "mode": "async"}"#,
+            StatusCode::NOT_IMPLEMENTED,
+            "OptionNotSupported",
+            Some("mode"),
+        ),
+        (
+            r#"{"identifier": "native:buffer""#,
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            Some("body"),
+        ),
+    ];
+    let executes_before = a.b().executes.load(Ordering::SeqCst);
+    for (body, status, code, locator) in cases {
+        let (got, _, answer) = post_job(&nodes, body).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{body}");
+        assert_eq!(answer["error"]["locator"].as_str(), locator, "{body}");
+        assert_eq!(answer["status"]["status"], "failed");
+        assert!(!answer["status"]["message"].as_str().unwrap().is_empty());
+    }
+    // Only the two requests that were valid JSON jobs reached the node.
+    assert_eq!(a.b().executes.load(Ordering::SeqCst), executes_before + 2);
+
+    let big = format!(
+        r#"{{"identifier": "native:buffer", "inputs": {{"G": {{"type": "complex", "value": "{}"}}}}}}"#,
+        "x".repeat(100 * 1024)
+    );
+    let (status, _, answer) = post_job(&nodes, &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+
+    let empty = Nodes::start(&DiscoveryConfig {
+        nodes: vec![],
+        ..DiscoveryConfig::default()
+    })
+    .unwrap();
+    let (status, retry_after, answer) =
+        post_job(&empty, r#"{"identifier": "native:buffer"}"#).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    assert_eq!(answer["error"]["code"], "ServerBusy");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consul discovery against a fake agent
+// ---------------------------------------------------------------------------------------------
+
+/// `GET /v1/health/service/:name` with blocking queries, over a list of passing instances.
+#[derive(Clone)]
+struct FakeConsul {
+    instances: Arc<watch::Sender<(u64, Vec<(String, u16)>)>>,
+}
+
+async fn health(
+    State(consul): State<FakeConsul>,
+    Path(name): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> impl IntoResponse {
+    let sent: u64 = query.get("index").and_then(|i| i.parse().ok()).unwrap_or(0);
+    let mut rx = consul.instances.subscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|(i, _)| *i > sent)).await;
+    let (index, instances) = rx.borrow().clone();
+    let entries: Vec<Value> = instances
+        .iter()
+        .filter(|_| name == "wps-node")
+        .map(|(host, port)| {
+            json!({
+                "Node": {"Node": "n", "Address": "10.9.9.9"},
+                "Service": {"ID": format!("wps-node-{host}-{port}"), "Service": "wps-node",
+                            "Address": host, "Port": port},
+                "Checks": [],
+            })
+        })
+        .collect();
+    ([("X-Consul-Index", index.to_string())], axum::Json(entries))
+}
+
+#[tokio::test]
+async fn consul_discovery_follows_the_passing_instances() {
+    init_logs();
+    let a = FakeNode::start("a").await;
+    let b = FakeNode::start("b").await;
+    let consul = FakeConsul {
+        instances: Arc::new(watch::channel((1, vec![])).0),
+    };
+    let set = |list: &[&FakeNode]| {
+        let list: Vec<(String, u16)> = list
+            .iter()
+            .map(|n| ("127.0.0.1".to_owned(), n.addr.port()))
+            .collect();
+        consul.instances.send_modify(|(i, l)| {
+            *i += 1;
+            *l = list;
+        });
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/v1/health/service/{name}", axum::routing::get(health))
+        .with_state(consul.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    set(&[&a]);
+    let config = DiscoveryConfig {
+        kind: DiscoveryKind::Consul,
+        consul: ConsulConfig {
+            address,
+            ..ConsulConfig::default()
+        },
+        ..static_config(&[])
+    };
+    let nodes = started(&config, 1).await;
+    assert_eq!(list_title(&nodes).await.unwrap(), "a");
+    set(&[&a, &b]);
+    wait("b to join from consul", || nodes.len() == 2).await;
+    set(&[&b]);
+    wait("a to leave with consul", || {
+        nodes.len() == 1 && nodes.stats().len() == 1
+    })
+    .await;
+    assert_eq!(list_title(&nodes).await.unwrap(), "b");
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS discovery
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dns_discovery_of_a_and_aaaa_records() {
+    init_logs();
+    let a = FakeNode::start("a").await;
+    let config = DiscoveryConfig {
+        kind: DiscoveryKind::Dns,
+        dns: DnsConfig {
+            name: "localhost".into(),
+            port: a.addr.port(),
+            interval: Duration::from_millis(200),
+            ..DnsConfig::default()
+        },
+        ..static_config(&[])
+    };
+    let nodes = started(&config, 1).await;
+    // localhost may also resolve to ::1, where nothing listens: that member stays unhealthy.
+    let stats = nodes.stats();
+    assert!(
+        stats.iter().any(|s| s.uri == a.uri() && s.healthy),
+        "{stats:?}"
+    );
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(list_title(&nodes).await.unwrap(), "a");
+}
+
+/// A name server answering SRV queries for one name with `targets` (`localhost.`, port), read
+/// at each query, over UDP.
+async fn fake_dns(name: &'static str, targets: Arc<Mutex<Vec<u16>>>) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            if let Some(answer) = srv_answer(&buf[..n], name, &targets.lock().unwrap()) {
+                let _ = socket.send_to(&answer, peer).await;
+            }
+        }
+    });
+    addr
+}
+
+/// Encodes the answer to one query: SRV records for `name`, NXDOMAIN for anything else.
+fn srv_answer(query: &[u8], name: &str, ports: &[u16]) -> Option<Vec<u8>> {
+    if query.len() < 12 {
+        return None;
+    }
+    // The question: labels up to the root, then type and class.
+    let mut pos = 12;
+    let mut labels = Vec::new();
+    while query[pos] != 0 {
+        let len = query[pos] as usize;
+        labels.push(String::from_utf8_lossy(&query[pos + 1..pos + 1 + len]).to_lowercase());
+        pos += 1 + len;
+    }
+    let question = &query[12..pos + 5];
+    let qtype = u16::from_be_bytes([query[pos + 1], query[pos + 2]]);
+    let matches = labels.join(".") == name.trim_end_matches('.') && qtype == 33;
+    let mut out = Vec::new();
+    out.extend_from_slice(&query[..2]);
+    let rcode: u8 = if labels.join(".") == name.trim_end_matches('.') {
+        0
+    } else {
+        3
+    };
+    out.extend_from_slice(&[0x81, 0x80 | rcode]);
+    let count = if matches { ports.len() as u16 } else { 0 };
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    if matches {
+        let target: &[u8] = b"\x09localhost\x00";
+        for port in ports {
+            out.extend_from_slice(&[0xc0, 0x0c, 0, 33, 0, 1, 0, 0, 0, 0]);
+            out.extend_from_slice(&((6 + target.len()) as u16).to_be_bytes());
+            out.extend_from_slice(&[0, 10, 0, 10]);
+            out.extend_from_slice(&port.to_be_bytes());
+            out.extend_from_slice(target);
+        }
+    }
+    Some(out)
+}
+
+#[tokio::test]
+async fn dns_discovery_of_srv_records() {
+    init_logs();
+    let a = FakeNode::start("a").await;
+    let b = FakeNode::start("b").await;
+    let targets = Arc::new(Mutex::new(vec![a.addr.port()]));
+    let name = "_grpc._tcp.wps-node.wpsmesh.test";
+    let server = fake_dns(name, targets.clone()).await;
+    let config = DiscoveryConfig {
+        kind: DiscoveryKind::Dns,
+        dns: DnsConfig {
+            name: format!("{name}."),
+            record: DnsRecord::Auto,
+            interval: Duration::from_millis(200),
+            nameservers: vec![server],
+            ..DnsConfig::default()
+        },
+        ..static_config(&[])
+    };
+    let nodes = started(&config, 1).await;
+    let uri = |n: &FakeNode| format!("http://localhost:{}", n.addr.port());
+    assert_eq!(nodes.stats()[0].uri, uri(&a));
+    assert_eq!(list_title(&nodes).await.unwrap(), "a");
+    targets.lock().unwrap().push(b.addr.port());
+    wait("b to join from dns", || nodes.len() == 2).await;
+    targets.lock().unwrap().remove(0);
+    wait("a to leave with dns", || nodes.stats().len() == 1).await;
+    assert_eq!(nodes.stats()[0].uri, uri(&b));
+    assert_eq!(list_title(&nodes).await.unwrap(), "b");
+    // A name without records empties the pool.
+    targets.lock().unwrap().clear();
+    wait("the pool to empty", || nodes.stats().is_empty()).await;
+    assert_eq!(nodes.client().unwrap_err().code, OwsCode::ServerBusy);
+}
