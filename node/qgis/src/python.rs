@@ -15,6 +15,9 @@ use crate::control::JobControl;
 use crate::embed;
 use crate::wire::EventSink;
 
+/// Least time between two progress events of a job.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What `bootstrap.init()` reports.
 pub struct Started {
     pub qgis_version: String,
@@ -108,9 +111,19 @@ impl Session {
         }
         let job = request.job_id.clone();
         let progress_sink = Arc::clone(sink);
+        // At most one progress event per PROGRESS_EVERY (and always 100 %): live enough for a
+        // watcher, without a pipe write and a node wake-up per percent of a short job.
+        let last_sent = Mutex::new(None::<std::time::Instant>);
         let on_progress = PyCFunction::new_closure(py, Some(c"on_progress"), None, {
             move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
                 let percent: f64 = args.get_item(0)?.extract()?;
+                if let Ok(mut last) = last_sent.lock() {
+                    let now = std::time::Instant::now();
+                    if percent < 100.0 && last.is_some_and(|t| now - t < PROGRESS_EVERY) {
+                        return Ok(());
+                    }
+                    *last = Some(now);
+                }
                 let job_id = job.clone();
                 send(
                     &progress_sink,
