@@ -11,7 +11,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages.
-DEB_PKGS=(python3-qgis qgis-providers qgis-common qgis libpython3.11-dev redis-server gdal-bin libxml2-utils nodejs npm)
+DEB_PKGS=(python3-qgis qgis-providers qgis-common qgis libpython3.11-dev python3-venv redis-server gdal-bin libxml2-utils nodejs npm)
 missing=()
 for p in "${DEB_PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -49,4 +49,13 @@ if [ ! -x "$TOOLS/node_modules/.bin/buf" ]; then
   npm install --silent --prefix "$TOOLS" @bufbuild/buf@1 >/dev/null
 else
   log "buf present"
+fi
+
+# Python test clients (OWSLib: a real WPS client), in a venv of Debian's Python.
+if [ ! -x "$TOOLS/venv/bin/python" ] || ! "$TOOLS/venv/bin/python" -c "import owslib, pytest, requests" 2>/dev/null; then
+  log "installing the python test clients (OWSLib, pytest, requests)"
+  /usr/bin/python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "OWSLib>=0.29" "pytest>=7" "requests>=2.28"
+else
+  log "python test clients present"
 fi

@@ -18,3 +18,5 @@ step "build binaries for the end-to-end tests"
 cargo build --workspace --bins --locked
 step "tests"
 cargo test --workspace --locked --no-fail-fast
+step "WPS clients against a running mesh (OWSLib)"
+.tools/venv/bin/python -m pytest tests/owslib -q

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub log: LogConfig,
+    pub edge: wpsmesh_edge::Config,
     pub storage: wpsmesh_storage::Config,
     pub node: wpsmesh_node::Config,
 }

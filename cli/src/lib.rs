@@ -28,6 +28,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the local mesh on embedded defaults, until Ctrl-C.
     Up(up::UpArgs),
+    /// Run the HTTP edge: WPS 1.0.0/2.0.0, the JSON job API and the file API.
+    Edge {
+        /// Address to listen on (default 0.0.0.0:9000).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Node addresses for static discovery, e.g. http://10.0.0.5:8001 (repeatable).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+    },
     /// Run one node: a pool of PyQGIS workers behind the ProcessService.
     Node {
         /// Address to listen on (default 0.0.0.0:8001).
@@ -62,6 +71,14 @@ impl Cli {
                 }
                 if let Some(b) = backend {
                     f = f.merge(("storage.backend", b.as_str()));
+                }
+            }
+            Command::Edge { listen, nodes } => {
+                if let Some(l) = listen {
+                    f = f.merge(("edge.listen", l.to_string()));
+                }
+                if !nodes.is_empty() {
+                    f = f.merge(("edge.discovery.nodes", nodes.clone()));
                 }
             }
             Command::Node {
@@ -102,6 +119,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 wpsmesh_runtime::shutdown::signal(),
             )
             .await
+        }
+        Command::Edge { .. } => {
+            let listener = bind(config.edge.listen).await?;
+            wpsmesh_edge::run(config.edge, listener, wpsmesh_runtime::shutdown::signal()).await
         }
         Command::Node { .. } => {
             let listener = bind(config.node.listen).await?;

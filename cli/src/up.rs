@@ -1,5 +1,5 @@
-//! `wpsmesh up`: the local mesh on embedded defaults, every service in this one process (each
-//! node with its own pool of worker processes), until Ctrl-C. The edge joins when it lands.
+//! `wpsmesh up`: the local mesh on embedded defaults — edge, storage and N nodes in this one
+//! process (each node with its own pool of worker processes) — until Ctrl-C.
 
 use std::net::SocketAddr;
 
@@ -19,6 +19,9 @@ pub struct UpArgs {
     /// Storage port (default 8800).
     #[arg(long)]
     pub storage_port: Option<u16>,
+    /// Edge HTTP port (default 9000).
+    #[arg(long)]
+    pub port: Option<u16>,
     /// Nodes to run, on ports 8001, 8002, ...
     #[arg(long, default_value_t = 2)]
     pub nodes: u16,
@@ -36,6 +39,14 @@ impl UpArgs {
         if let Some(port) = self.storage_port {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             f = f.merge(("storage.listen", addr.to_string()));
+        }
+        if let Some(port) = self.port {
+            f = f.merge((
+                "edge.listen",
+                SocketAddr::from(([0, 0, 0, 0], port)).to_string(),
+            ));
+            f = f.merge(("edge.public_url", format!("http://localhost:{port}")));
+            f = f.merge(("node.public_url", format!("http://localhost:{port}")));
         }
         f
     }
@@ -69,12 +80,15 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
     let workers = args
         .workers
         .unwrap_or_else(|| (cores / usize::from(args.nodes.max(1))).max(1));
+    let mut node_uris = Vec::new();
     for i in 0..args.nodes {
         let mut node = config.node.clone();
         node.listen = SocketAddr::from(([127, 0, 0, 1], config.node.listen.port() + i));
         node.storage = format!("http://127.0.0.1:{}", storage_addr.port());
         node.work_dir = config.node.work_dir.join(format!("node-{}", i + 1));
         node.pool.workers = workers;
+        node.fetch.public_urls = vec![node.public_url.clone()];
+        node_uris.push(format!("http://{}", node.listen));
         let listener = crate::bind(node.listen).await?;
         println!(
             "  node {}   grpc://{}  ({workers} workers)",
@@ -83,6 +97,16 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
         );
         services.spawn(wpsmesh_node::run(node, listener, stopped()));
     }
+    let mut edge = config.edge.clone();
+    edge.storage = format!("http://127.0.0.1:{}", storage_addr.port());
+    edge.discovery.nodes = node_uris;
+    let edge_listener = crate::bind(edge.listen).await?;
+    println!(
+        "  edge     http://{}  (WPS: {}/api/wps)",
+        edge_listener.local_addr()?,
+        edge.public_url
+    );
+    services.spawn(wpsmesh_edge::run(edge, edge_listener, stopped()));
     info!(nodes = args.nodes, "local mesh up; ctrl-c stops it");
 
     let outcome = tokio::select! {

@@ -22,14 +22,14 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tonic::{Code, Response, Status};
+use tonic::{Response, Status};
 use tower::ServiceExt;
 use wpsmesh_edge::nodes::{DiscoveryConfig, DiscoveryKind, DnsConfig, DnsRecord, Nodes};
 use wpsmesh_edge::ows::OwsCode;
 use wpsmesh_proto::wire::process::v1::process_service_server::{
     ProcessService, ProcessServiceServer,
 };
-use wpsmesh_proto::wire::process::v1::{self as wire, *};
+use wpsmesh_proto::wire::process::v1::*;
 use wpsmesh_runtime::consul::ConsulConfig;
 use wpsmesh_tests::eventually;
 
@@ -879,7 +879,8 @@ async fn fake_dns(name: &'static str, targets: Arc<Mutex<Vec<u16>>>) -> SocketAd
             let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
                 return;
             };
-            if let Some(answer) = srv_answer(&buf[..n], name, &targets.lock().unwrap()) {
+            let answer = srv_answer(&buf[..n], name, &targets.lock().unwrap());
+            if let Some(answer) = answer {
                 let _ = socket.send_to(&answer, peer).await;
             }
         }

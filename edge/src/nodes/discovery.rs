@@ -148,7 +148,7 @@ async fn resolve(dns: &DnsConfig, resolver: Option<&TokioResolver>) -> Result<Ve
             Ok(lookup) => {
                 for record in lookup.answers() {
                     if let RData::SRV(srv) = &record.data {
-                        uris.insert(node_uri(&srv.target().to_ascii(), srv.port()));
+                        uris.insert(node_uri(&srv.target.to_ascii(), srv.port));
                     }
                 }
             }

@@ -6,7 +6,8 @@
 //! as in the standard's examples, it is split as sent and each piece percent-decoded once, so a
 //! value may carry `%3B`, `%40` or `%3D`. When the whole list was percent-encoded (no separator
 //! visible as sent), it is decoded, split, and each piece decoded once more, so separators inside
-//! values must then be encoded twice (`%253B`).
+//! values must then be encoded twice (`%253B`). A `+` inside a list is a plus (as in
+//! `application/geo+json`), not a space: write spaces as `%20`.
 //!
 //! Value kinds, without the process description: `@xlink:href` makes a reference; `@mimeType`,
 //! `@encoding` or `@schema` without href make a complex value (base64 decoded); anything else is
@@ -132,8 +133,9 @@ pub(super) fn execute(params: &Params<'_>) -> Result<WpsRequest, OwsError> {
     })))
 }
 
-fn data_input(entry: Entry) -> Result<wire::Input, OwsError> {
+fn data_input(mut entry: Entry) -> Result<wire::Input, OwsError> {
     let id = identifier(&entry.id, "DataInputs")?;
+    let value = std::mem::take(&mut entry.value);
     entry.only(
         &[
             "xlink:href",
@@ -151,7 +153,7 @@ fn data_input(entry: Entry) -> Result<wire::Input, OwsError> {
     let encoding = entry.attr("encoding");
     let schema = entry.attr("schema");
     if let Some(href) = entry.attr("xlink:href").or_else(|| entry.attr("href")) {
-        if !entry.value.is_empty() {
+        if !value.is_empty() {
             return Err(OwsError::invalid(
                 &id,
                 format!("{id}: give either a value or @xlink:href, not both"),
@@ -163,11 +165,11 @@ fn data_input(entry: Entry) -> Result<wire::Input, OwsError> {
         return Ok(input(id, wire::input::Value::Reference(reference)));
     }
     if mime_type.is_some() || encoding.is_some() || schema.is_some() {
-        let data = Bytes::from(entry.value.into_bytes());
+        let data = Bytes::from(value.into_bytes());
         let value = complex(data, mime_type, encoding, schema, &id)?;
         return Ok(input(id, wire::input::Value::Complex(value)));
     }
-    let value = literal(entry.value, entry.attr("datatype"), entry.attr("uom"));
+    let value = literal(value, entry.attr("datatype"), entry.attr("uom"));
     Ok(input(id, wire::input::Value::Literal(value)))
 }
 
@@ -227,13 +229,13 @@ fn output_id(entry: &Entry, locator: &str) -> Result<String, OwsError> {
 /// Splits a list parameter into entries (see the module doc for the escaping rules).
 fn entries(param: &Param<'_>, locator: &str) -> Result<Vec<Entry>, OwsError> {
     let as_sent = param.raw.contains([';', '@', '=']);
-    let (list, plus_as_space) = if as_sent {
-        (param.raw, true)
+    let list = if as_sent {
+        param.raw
     } else {
-        (param.value.as_str(), false)
+        param.value.as_str()
     };
     let piece = |raw: &str| {
-        decode(raw, plus_as_space)
+        decode(raw, false)
             .map_err(|()| OwsError::invalid(locator, format!("{locator}: value is not UTF-8")))
     };
     let list = strip_brackets(list.trim());
@@ -302,7 +304,7 @@ mod tests {
     #[test]
     fn splits_lists_sent_with_visible_separators() {
         let got = entries_of(
-            "DataInputs=[InputPolygon=@xlink:href=http%3A%2F%2Ffoo.bar%2Fa%3Bb%40c;D=400@uom=feet;S=a+b]",
+            "DataInputs=[InputPolygon=@xlink:href=http%3A%2F%2Ffoo.bar%2Fa%3Bb%40c;D=400@uom=feet;S=a%20b+c]",
         );
         assert_eq!(
             got,
@@ -313,7 +315,7 @@ mod tests {
                     &[("xlink:href", "http://foo.bar/a;b@c")]
                 ),
                 entry("D", "400", &[("uom", "feet")]),
-                entry("S", "a b", &[]),
+                entry("S", "a b+c", &[]),
             ]
         );
     }

@@ -81,12 +81,17 @@ pub(super) fn parse(body: &[u8], containers: &[(&str, &str)]) -> Result<Node, Ow
     let mut elements = 0usize;
     loop {
         let at = offset(reader.buffer_position());
-        let (resolved, event) = reader
-            .read_resolved_event()
+        let event = reader
+            .read_event()
             .map_err(|e| malformed(body, offset(reader.error_position()), e))?;
         let empty = matches!(event, Event::Empty(_));
         let name = match &event {
-            Event::Start(e) | Event::Empty(e) => Some(resolve_name(body, at, resolved, e)?),
+            Event::Start(e) | Event::Empty(e) => Some(resolve_name(
+                body,
+                at,
+                reader.resolve_element(e.name()).0,
+                e,
+            )?),
             _ => None,
         };
         match event {

@@ -1,0 +1,41 @@
+//! Edge settings (the `[edge]` section of the wpsmesh config).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::nodes::DiscoveryConfig;
+
+/// Everything the edge needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// The URL clients reach the edge at; capabilities and output hrefs are built from it.
+    pub public_url: String,
+    /// The storage service (`http://host:port`).
+    pub storage: String,
+    /// Largest WPS or JSON request body, in bytes (inline inputs count); more gets 413.
+    pub max_body_bytes: usize,
+    /// Largest file accepted by the file API, in bytes; more gets 413 and nothing is stored.
+    pub max_upload_bytes: u64,
+    /// Title shown in capabilities documents.
+    pub title: String,
+    /// Where the nodes are.
+    pub discovery: DiscoveryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
+            public_url: "http://localhost:9000".into(),
+            storage: "http://127.0.0.1:8800".into(),
+            max_body_bytes: 32 * 1024 * 1024,
+            max_upload_bytes: 16 * 1024 * 1024 * 1024,
+            title: "wpsmesh".into(),
+            discovery: DiscoveryConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! `/api/wps`: KVP (GET) and XML (POST) requests of both versions, parsed, answered from the
+//! catalog cache or by calling a node, and written in the request's version; every error an
+//! OWS ExceptionReport with its HTTP status.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+use wpsmesh_proto::wire::process::v1::{self as wire, output};
+use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
+use wpsmesh_proto::wire::storage::v1::{DownloadRequest, download_response};
+
+use super::model::{Execute, Mode, ResponseForm, Version, WpsRequest};
+use super::request::{parse_kvp, parse_xml, resolve_bboxes};
+use super::{Service, v1, v2};
+use crate::catalog::Catalog;
+use crate::nodes::Nodes;
+use crate::ows::{OwsCode, OwsError};
+
+/// What the WPS handler needs.
+pub struct WpsState {
+    pub nodes: Nodes,
+    pub storage: StorageServiceClient<Channel>,
+    pub service: Service,
+    pub catalog: Catalog,
+    pub max_body: usize,
+}
+
+/// `GET` and `POST /api/wps`.
+pub fn router(state: Arc<WpsState>) -> Router {
+    let limit = state.max_body;
+    Router::new()
+        .route("/api/wps", get(kvp).post(xml))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn kvp(State(state): State<Arc<WpsState>>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let hint = if query.to_ascii_lowercase().contains("version=2.0.0") {
+        Version::V200
+    } else {
+        Version::V100
+    };
+    answer(&state, parse_kvp(&query), hint).await
+}
+
+async fn xml(State(state): State<Arc<WpsState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let error = OwsError::new(
+                OwsCode::FileSizeExceeded,
+                None,
+                format!("request body exceeds {} bytes", state.max_body),
+            );
+            return exception(Version::V100, &error);
+        }
+        Err(e) => return exception(Version::V100, &OwsError::invalid("body", e.body_text())),
+    };
+    let hint = if memchr_ns(&body, b"http://www.opengis.net/wps/2.0") {
+        Version::V200
+    } else {
+        Version::V100
+    };
+    answer(&state, parse_xml(&body), hint).await
+}
+
+fn memchr_ns(body: &[u8], ns: &[u8]) -> bool {
+    body.windows(ns.len()).any(|w| w == ns)
+}
+
+async fn answer(state: &WpsState, parsed: Result<WpsRequest, OwsError>, hint: Version) -> Response {
+    let request = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            info!(code = e.code.as_str(), locator = ?e.locator, error = %e.text, "wps request unreadable");
+            return exception(hint, &e);
+        }
+    };
+    let operation = operation_name(&request);
+    match dispatch(state, request).await {
+        Ok(response) => response,
+        Err((version, e)) => {
+            info!(operation, code = e.code.as_str(), locator = ?e.locator, error = %e.text, "wps request refused");
+            exception(version, &e)
+        }
+    }
+}
+
+fn operation_name(request: &WpsRequest) -> &'static str {
+    match request {
+        WpsRequest::GetCapabilities { .. } => "GetCapabilities",
+        WpsRequest::DescribeProcess { .. } => "DescribeProcess",
+        WpsRequest::Execute(_) => "Execute",
+        WpsRequest::GetStatus { .. } => "GetStatus",
+        WpsRequest::GetResult { .. } => "GetResult",
+        WpsRequest::Dismiss { .. } => "Dismiss",
+    }
+}
+
+type Answer = Result<Response, (Version, OwsError)>;
+
+async fn dispatch(state: &WpsState, request: WpsRequest) -> Answer {
+    match request {
+        WpsRequest::GetCapabilities { accept_versions } => {
+            let version = negotiate(&accept_versions).map_err(|e| (Version::V100, e))?;
+            let service = &state.service;
+            let doc = state
+                .catalog
+                .capabilities(&state.nodes, version, |summaries| match version {
+                    Version::V100 => v1::capabilities(service, summaries),
+                    Version::V200 => v2::capabilities(service, summaries),
+                })
+                .await
+                .map_err(|e| (version, e))?;
+            Ok(xml_response(StatusCode::OK, doc))
+        }
+        WpsRequest::DescribeProcess {
+            version,
+            identifiers,
+        } => describe(state, version, identifiers)
+            .await
+            .map_err(|e| (version, e)),
+        WpsRequest::Execute(execute) => {
+            let version = execute.version;
+            run(state, *execute).await.map_err(|e| (version, e))
+        }
+        WpsRequest::GetStatus { version, job_id } => {
+            let request = wire::GetStatusRequest { job_id };
+            let status = state
+                .nodes
+                .call_idempotent(|mut c| {
+                    let request = request.clone();
+                    async move { c.get_status(request).await }
+                })
+                .await
+                .map_err(|e| (version, e))?;
+            let job = status.job.unwrap_or_default();
+            Ok(xml_response(
+                StatusCode::OK,
+                v2::status_info(&job, None, None),
+            ))
+        }
+        WpsRequest::GetResult { version, job_id } => {
+            let request = wire::GetResultRequest { job_id };
+            let result = state
+                .nodes
+                .call_idempotent(|mut c| {
+                    let request = request.clone();
+                    async move { c.get_result(request).await }
+                })
+                .await
+                .map_err(|e| (version, e))?;
+            let job = result.job.unwrap_or_default();
+            let expires = job.expires_at.and_then(|t| SystemTime::try_from(t).ok());
+            Ok(xml_response(
+                StatusCode::OK,
+                v2::result(&job.job_id, expires, &result.outputs),
+            ))
+        }
+        WpsRequest::Dismiss { version, job_id } => {
+            let request = wire::DismissRequest { job_id };
+            let dismissed = state
+                .nodes
+                .call(|mut c| async move { c.dismiss(request).await })
+                .await
+                .map_err(|e| (version, e))?;
+            let job = dismissed.job.unwrap_or_default();
+            Ok(xml_response(
+                StatusCode::OK,
+                v2::status_info(&job, None, None),
+            ))
+        }
+    }
+}
+
+/// The highest version both sides speak; all of ours when the client names none.
+fn negotiate(accept: &[String]) -> Result<Version, OwsError> {
+    if accept.is_empty() {
+        return Ok(Version::V200);
+    }
+    for (text, version) in [("2.0.0", Version::V200), ("1.0.0", Version::V100)] {
+        if accept
+            .iter()
+            .any(|a| a.trim() == text || (text == "2.0.0" && a.trim() == "2.0"))
+        {
+            return Ok(version);
+        }
+    }
+    Err(OwsError::new(
+        OwsCode::VersionNegotiationFailed,
+        Some("AcceptVersions"),
+        format!("none of {accept:?} is supported: this server speaks 2.0.0 and 1.0.0"),
+    ))
+}
+
+async fn describe(
+    state: &WpsState,
+    version: Version,
+    identifiers: Vec<String>,
+) -> Result<Response, OwsError> {
+    let ids: Vec<String> = if identifiers.iter().any(|i| i.eq_ignore_ascii_case("ALL")) {
+        state
+            .catalog
+            .summaries(&state.nodes)
+            .await?
+            .iter()
+            .map(|s| s.id.clone())
+            .collect()
+    } else {
+        identifiers
+    };
+    let mut descriptions = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let d = state
+            .catalog
+            .describe(&state.nodes, id)
+            .await
+            .map_err(|e| {
+                if version == Version::V100 && e.code == OwsCode::NoSuchProcess {
+                    OwsError::invalid("Identifier", e.text)
+                } else {
+                    e
+                }
+            })?;
+        descriptions.push((*d).clone());
+    }
+    let doc = match version {
+        Version::V100 => v1::process_descriptions(&descriptions),
+        Version::V200 => v2::process_offerings(&descriptions),
+    };
+    Ok(xml_response(StatusCode::OK, doc))
+}
+
+async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsError> {
+    if execute.mode == Mode::Async {
+        let locator = match execute.version {
+            Version::V100 => "storeExecuteResponse",
+            Version::V200 => "mode",
+        };
+        return Err(OwsError::not_supported(
+            locator,
+            "asynchronous execution is not available yet: execute synchronously",
+        ));
+    }
+    if let ResponseForm::Document { store: true, .. } = execute.response {
+        return Err(OwsError::not_supported(
+            "storeExecuteResponse",
+            "stored execute responses come with asynchronous execution, not available yet",
+        ));
+    }
+    let description = state
+        .catalog
+        .describe(&state.nodes, &execute.request.process_id)
+        .await
+        .map_err(|e| match execute.version {
+            Version::V100 if e.code == OwsCode::NoSuchProcess => {
+                OwsError::invalid("Identifier", e.text)
+            }
+            _ => e,
+        })?;
+    resolve_bboxes(&mut execute.request, &description)?;
+    let request = execute.request.clone();
+    let process = request.process_id.clone();
+    let result = state
+        .nodes
+        .call(|mut c| async move { c.execute(request).await })
+        .await?;
+    let job = result.job.clone().unwrap_or_default();
+    info!(process = %process, job = %job.job_id, "wps execute done");
+    match execute.response {
+        ResponseForm::Raw { output } => raw_output(state, &result.outputs, &output).await,
+        ResponseForm::Document { lineage, .. } => {
+            let doc = match execute.version {
+                Version::V100 => {
+                    let summary = description.summary.clone().unwrap_or_default();
+                    v1::execute_response(
+                        &state.service,
+                        &v1::ExecuteResponseArgs {
+                            process: &summary,
+                            description: Some(&description),
+                            status: &job,
+                            outputs: &result.outputs,
+                            lineage: lineage.then_some(v1::Lineage {
+                                inputs: &execute.request.inputs,
+                                outputs: &execute.request.outputs,
+                            }),
+                            status_location: None,
+                            creation_time: SystemTime::now(),
+                        },
+                    )
+                }
+                Version::V200 => {
+                    let expires = job.expires_at.and_then(|t| SystemTime::try_from(t).ok());
+                    v2::result(&job.job_id, expires, &result.outputs)
+                }
+            };
+            Ok(xml_response(StatusCode::OK, doc))
+        }
+    }
+}
+
+/// The bytes of one output: a stored file streamed from storage, an inline value, a literal.
+async fn raw_output(
+    state: &WpsState,
+    outputs: &[wire::Output],
+    id: &str,
+) -> Result<Response, OwsError> {
+    let out = outputs
+        .iter()
+        .find(|o| o.id == id)
+        .ok_or_else(|| OwsError::invalid(id, format!("the process gave no output {id}")))?;
+    match &out.value {
+        Some(output::Value::Reference(r)) => {
+            let mime = r
+                .format
+                .as_ref()
+                .map(|f| f.mime_type.clone())
+                .unwrap_or_default();
+            stream_object(state.storage.clone(), &r.object_id, &mime).await
+        }
+        Some(output::Value::Complex(c)) => {
+            let mime = c
+                .format
+                .as_ref()
+                .map(|f| f.mime_type.as_str())
+                .unwrap_or("application/octet-stream");
+            Ok(bytes_response(mime, c.data.clone()))
+        }
+        Some(output::Value::Literal(l)) => Ok(bytes_response(
+            "text/plain; charset=utf-8",
+            Bytes::from(l.value.clone()),
+        )),
+        Some(output::Value::BoundingBox(b)) => {
+            let text = format!("{:?},{:?},{}", b.lower_corner, b.upper_corner, b.crs);
+            Ok(bytes_response(
+                "text/plain; charset=utf-8",
+                Bytes::from(text),
+            ))
+        }
+        None => Err(OwsError::internal(format!("output {id} has no value"))),
+    }
+}
+
+/// Streams a stored object; `mime` wins over the stored content type when given.
+async fn stream_object(
+    mut storage: StorageServiceClient<Channel>,
+    id: &str,
+    mime: &str,
+) -> Result<Response, OwsError> {
+    let mut stream = storage
+        .download(DownloadRequest {
+            id: id.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| OwsError::from_status(&s))?
+        .into_inner();
+    let info = match stream
+        .message()
+        .await
+        .map_err(|s| OwsError::from_status(&s))?
+    {
+        Some(m) => match m.part {
+            Some(download_response::Part::Object(info)) => info,
+            _ => return Err(OwsError::internal("storage sent data before metadata")),
+        },
+        None => return Err(OwsError::internal("storage sent nothing")),
+    };
+    let object = info.id.clone();
+    let body = stream.map(move |m| match m {
+        Ok(m) => match m.part {
+            Some(download_response::Part::Chunk(bytes)) => Ok(bytes),
+            _ => Err(std::io::Error::other(
+                "storage sent a second metadata message",
+            )),
+        },
+        Err(status) => {
+            warn!(object = %object, error = %status.message(), "raw output download broke off");
+            Err(std::io::Error::other(status.message().to_owned()))
+        }
+    });
+    let content_type = if mime.is_empty() {
+        info.content_type.as_str()
+    } else {
+        mime
+    };
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.length));
+    Ok(response)
+}
+
+fn bytes_response(mime: &str, bytes: Bytes) -> Response {
+    let mut response = bytes.into_response();
+    if let Ok(v) = HeaderValue::from_str(mime) {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    response
+}
+
+fn xml_response(status: StatusCode, doc: impl Into<Body>) -> Response {
+    let mut response = (status, doc.into()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    response
+}
+
+/// An OWS ExceptionReport in `version`, with the code's HTTP status (and Retry-After when busy).
+pub fn exception(version: Version, error: &OwsError) -> Response {
+    let doc = match version {
+        Version::V100 => v1::exception_report(error),
+        Version::V200 => v2::exception_report(error),
+    };
+    let mut response = xml_response(error.status(), doc);
+    if let Some(seconds) = error.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
