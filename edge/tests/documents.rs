@@ -27,37 +27,51 @@ const ALL_CODES: [OwsCode; 11] = [
     OwsCode::ResultNotReady,
 ];
 
-/// Documents written to a temporary folder, validated together.
+/// Documents written to a temporary folder (kept under `$WPSMESH_DOCS_DIR/<test>` when that is
+/// set, to look at them), validated together.
 struct Docs {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
     files: Vec<PathBuf>,
 }
 
 impl Docs {
-    fn new() -> Self {
+    fn new(test: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = std::env::var_os("WPSMESH_DOCS_DIR").map_or_else(
+            || dir.path().to_owned(),
+            |keep| PathBuf::from(keep).join(test),
+        );
+        std::fs::create_dir_all(&path).expect("documents dir");
         Self {
-            dir: tempfile::tempdir().expect("temp dir"),
+            _dir: dir,
+            path,
             files: Vec::new(),
         }
     }
 
     fn add(&mut self, name: &str, doc: &str) {
-        let path = self.dir.path().join(format!("{name}.xml"));
+        let path = self.path.join(format!("{name}.xml"));
         std::fs::write(&path, doc).expect("write document");
         self.files.push(path);
     }
 
-    /// Runs the schema validator on every document; fails with xmllint's output.
-    fn validate(&self, version: &str) {
+    /// Runs `../shared/schemas/validate` (or `$WPSMESH_SCHEMAS/validate`) on every document.
+    fn run_validator(&self, version: &str) -> std::process::Output {
         let validate = std::env::var("WPSMESH_SCHEMAS").map_or_else(
             |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/schemas/validate"),
             |dir| PathBuf::from(dir).join("validate"),
         );
-        let out = Command::new(&validate)
+        Command::new(&validate)
             .arg(version)
             .args(&self.files)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", validate.display()));
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", validate.display()))
+    }
+
+    /// Validates every document; fails with xmllint's output and the failing documents.
+    fn validate(&self, version: &str) {
+        let out = self.run_validator(version);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             for file in &self.files {
@@ -422,7 +436,7 @@ fn error(code: OwsCode) -> OwsError {
 
 #[test]
 fn v1_capabilities_and_descriptions_validate() {
-    let mut docs = Docs::new();
+    let mut docs = Docs::new("v1_capabilities_and_descriptions");
     let caps = v1::capabilities(
         &service(),
         &[buffer_summary(), bare().summary.unwrap_or_default()],
@@ -517,7 +531,7 @@ fn v1_execute_responses_validate_in_every_state() {
         "http://localhost:9000/api/wps?service=WPS&request=GetStatus&version=1.0.0&jobId=4f1c",
     );
 
-    let mut docs = Docs::new();
+    let mut docs = Docs::new("v1_execute_responses");
     let mut doc = |name: &str,
                    status: &wire::JobStatus,
                    lineage: Option<v1::Lineage<'_>>,
@@ -631,7 +645,7 @@ fn v1_execute_responses_validate_in_every_state() {
 
 #[test]
 fn v1_exception_reports_validate_for_every_code() {
-    let mut docs = Docs::new();
+    let mut docs = Docs::new("v1_exception_reports");
     let reports: Vec<String> = ALL_CODES
         .iter()
         .map(|&code| v1::exception_report(&error(code)))
@@ -671,7 +685,7 @@ fn v1_exception_reports_validate_for_every_code() {
 
 #[test]
 fn v2_capabilities_and_offerings_validate() {
-    let mut docs = Docs::new();
+    let mut docs = Docs::new("v2_capabilities_and_offerings");
     let caps = v2::capabilities(
         &service(),
         &[buffer_summary(), bare().summary.unwrap_or_default()],
@@ -721,7 +735,7 @@ fn v2_capabilities_and_offerings_validate() {
 #[test]
 fn v2_status_and_results_validate() {
     use wire::JobState::*;
-    let mut docs = Docs::new();
+    let mut docs = Docs::new("v2_status_and_results");
     let (poll, expiry) = (Some(t(1_700_000_005)), Some(t(1_700_086_400)));
     let mut statuses = Vec::new();
     for (name, state, percent) in [
@@ -812,4 +826,37 @@ fn v2_status_and_results_validate() {
     assert!(report(OwsCode::ResultNotReady).contains(r#"exceptionCode="ResultNotReady""#));
     assert!(report(OwsCode::ServerBusy).contains(r#"xmlns:ows="http://www.opengis.net/ows/2.0""#));
     assert!(report(OwsCode::ServerBusy).contains(r#"version="2.0.0" xml:lang="en-US""#));
+}
+
+#[test]
+fn the_validator_rejects_what_the_writers_avoid() {
+    let mut docs = Docs::new("rejected");
+    let running = status(wire::JobState::Running, 42, "");
+    let summary = buffer_summary();
+    let args = v1::ExecuteResponseArgs {
+        process: &summary,
+        description: None,
+        status: &running,
+        outputs: &[],
+        lineage: None,
+        status_location: None,
+        creation_time: t(0),
+    };
+    let doc = v1::execute_response(&service(), &args);
+    docs.add(
+        "percent-100",
+        &doc.replace(r#"percentCompleted="42""#, r#"percentCompleted="100""#),
+    );
+    let described = v1::process_descriptions(&[buffer()]);
+    docs.add(
+        "qualified",
+        &described.replace("DataInputs>", "wps:DataInputs>"),
+    );
+    let out = docs.run_validator("1.0.0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("percent-100.xml fails") && stderr.contains("qualified.xml fails"),
+        "{stderr}"
+    );
 }

@@ -766,8 +766,11 @@ async fn json_job_errors_have_the_right_status() {
 /// `GET /v1/health/service/:name` with blocking queries, over a list of passing instances.
 #[derive(Clone)]
 struct FakeConsul {
-    instances: Arc<watch::Sender<(u64, Vec<(String, u16)>)>>,
+    instances: Arc<watch::Sender<Catalog>>,
 }
+
+/// The agent's index and the passing `(address, port)` instances of `wps-node`.
+type Catalog = (u64, Vec<(String, u16)>);
 
 async fn health(
     State(consul): State<FakeConsul>,

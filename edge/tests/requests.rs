@@ -1154,3 +1154,18 @@ fn kvp_errors_have_codes_and_locators() {
         Some("service"),
     );
 }
+
+#[test]
+fn truncated_and_corrupted_examples_never_panic() {
+    for dir in ["wps-1.0.0", "wps-2.0"] {
+        for entry in std::fs::read_dir(examples().join(dir)).unwrap() {
+            let body = std::fs::read(entry.unwrap().path()).unwrap();
+            for cut in (0..body.len()).step_by(3) {
+                let _ = parse_xml(&body[..cut]);
+                let mut corrupted = body.clone();
+                corrupted[cut] = b"<>&\"/x"[cut % 6];
+                let _ = parse_xml(&corrupted);
+            }
+        }
+    }
+}

@@ -57,17 +57,12 @@ pub(super) fn parse(body: &[u8]) -> Result<WpsRequest, OwsError> {
         }
         Some(_) => {}
     }
-    if let Some(v) = root
-        .attr("version")
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-    {
-        if kvp::version(v)? != version {
-            return Err(OwsError::invalid(
-                "version",
-                format!("version {v} does not match the namespace {}", root.ns),
-            ));
-        }
+    let given = root.attr("version").map(str::trim).unwrap_or_default();
+    if !given.is_empty() && kvp::version(given)? != version {
+        return Err(OwsError::invalid(
+            "version",
+            format!("version {given} does not match the namespace {}", root.ns),
+        ));
     }
     match (root.local.as_str(), version) {
         ("GetCapabilities", _) => Ok(get_capabilities(&root, version)),
