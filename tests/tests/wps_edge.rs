@@ -228,7 +228,7 @@ async fn every_answer_validates_and_bad_requests_get_exceptions() {
         ("execute", executed),
         ("execute-kvp", executed_kvp),
     ];
-    v1_docs.extend(errors_v1.into_iter().map(|(w, b)| (w, b)));
+    v1_docs.extend(errors_v1);
     validate("1.0.0", mesh.dir.path(), &v1_docs);
 
     // WPS 2.0: capabilities, offerings, result, status, exceptions.
