@@ -112,27 +112,7 @@ fn literal_data(x: &mut Xml, literal: &wire::LiteralInputDescription) {
     x.open("LiteralData");
     data_type(x, literal.data_type);
     uoms(x, &literal.uom);
-    let integer = xml::type_name(literal.data_type) == "integer";
-    let range = literal.minimum.is_some() || literal.maximum.is_some();
-    if literal.allowed_values.is_empty() && !range {
-        x.start("ows:AnyValue").empty();
-    } else {
-        x.open("ows:AllowedValues");
-        for value in &literal.allowed_values {
-            x.elem("ows:Value", value);
-        }
-        if range {
-            x.open("ows:Range");
-            if let Some(min) = literal.minimum {
-                x.elem("ows:MinimumValue", &xml::number(min, integer));
-            }
-            if let Some(max) = literal.maximum {
-                x.elem("ows:MaximumValue", &xml::number(max, integer));
-            }
-            x.end("ows:Range");
-        }
-        x.end("ows:AllowedValues");
-    }
+    xml::ows::allowed_values(x, literal);
     if let Some(default) = &literal.default_value {
         x.elem("DefaultValue", default);
     }

@@ -3,7 +3,7 @@
 //! values are embedded ([`inline`]).
 
 mod inline;
-mod ows;
+pub(crate) mod ows;
 
 pub(crate) use inline::complex_value;
 pub(crate) use ows::{

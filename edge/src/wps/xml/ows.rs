@@ -110,3 +110,29 @@ pub(crate) fn bounding_box(x: &mut Xml, name: &'static str, bbox: &wire::Boundin
     x.elem("ows:UpperCorner", &corner(&bbox.upper_corner));
     x.end(name);
 }
+
+/// A literal's domain as OWS 1.1 and 2.0 both write it: `ows:AnyValue`, or `ows:AllowedValues`
+/// with the enum's values and a `ows:Range` for a minimum/maximum.
+pub(crate) fn allowed_values(x: &mut Xml, literal: &wire::LiteralInputDescription) {
+    let integer = super::type_name(literal.data_type) == "integer";
+    let range = literal.minimum.is_some() || literal.maximum.is_some();
+    if literal.allowed_values.is_empty() && !range {
+        x.start("ows:AnyValue").empty();
+    } else {
+        x.open("ows:AllowedValues");
+        for value in &literal.allowed_values {
+            x.elem("ows:Value", value);
+        }
+        if range {
+            x.open("ows:Range");
+            if let Some(min) = literal.minimum {
+                x.elem("ows:MinimumValue", &super::number(min, integer));
+            }
+            if let Some(max) = literal.maximum {
+                x.elem("ows:MaximumValue", &super::number(max, integer));
+            }
+            x.end("ows:Range");
+        }
+        x.end("ows:AllowedValues");
+    }
+}
