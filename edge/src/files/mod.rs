@@ -3,7 +3,7 @@
 //! Range). Answers and errors are the original JSON shapes.
 
 mod range;
-mod retrieve;
+pub(crate) mod retrieve;
 mod upload;
 
 use std::sync::Arc;

@@ -6,8 +6,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use tonic::transport::Channel;
 use tracing::warn;
 use wpsmesh_proto::storage::content_type_for;
+use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_proto::wire::storage::v1::{
     DownloadRequest, ObjectInfo, StatRequest, download_response,
 };
@@ -50,38 +52,12 @@ pub(super) async fn retrieve(
         }
     };
 
-    let mut stream = storage
-        .download(DownloadRequest {
-            id: id.to_string(),
-            offset,
-            length,
-        })
+    let (info, body) = download(&mut storage, &id.to_string(), offset, length)
         .await
-        .map_err(|s| FileError::from_status(&s))?
-        .into_inner();
-    let info = match stream.message().await {
-        Ok(Some(message)) => match message.part {
-            Some(download_response::Part::Object(info)) => info,
-            _ => return Err(missing_metadata()),
-        },
-        Ok(None) => return Err(missing_metadata()),
-        Err(s) => return Err(FileError::from_status(&s)),
-    };
+        .map_err(|s| FileError::from_status(&s))?;
     check_extension(&info, ext)?;
     let total = info.length;
     let sent = length.unwrap_or(total.saturating_sub(offset));
-
-    let object = info.id.clone();
-    let body = stream.map(move |message| match message {
-        Ok(message) => match message.part {
-            Some(download_response::Part::Chunk(bytes)) => Ok(bytes),
-            _ => Err(std::io::Error::other("storage sent a second metadata message")),
-        },
-        Err(status) => {
-            warn!(object = %object, code = ?status.code(), error = %status.message(), "download broke off");
-            Err(std::io::Error::other(status.message().to_owned()))
-        }
-    });
 
     let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
@@ -97,6 +73,49 @@ pub(super) async fn retrieve(
         }
     }
     Ok(response)
+}
+
+/// Opens a download: the object's metadata (the stream's first message) and its bytes as a
+/// stream for an HTTP body. Shared by the file API and the WPS raw outputs.
+pub(crate) async fn download(
+    storage: &mut StorageServiceClient<Channel>,
+    id: &str,
+    offset: u64,
+    length: Option<u64>,
+) -> Result<
+    (
+        ObjectInfo,
+        impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + use<>,
+    ),
+    tonic::Status,
+> {
+    let mut stream = storage
+        .download(DownloadRequest {
+            id: id.to_owned(),
+            offset,
+            length,
+        })
+        .await?
+        .into_inner();
+    let info = match stream.message().await? {
+        Some(message) => match message.part {
+            Some(download_response::Part::Object(info)) => info,
+            _ => return Err(tonic::Status::internal("storage sent data before metadata")),
+        },
+        None => return Err(tonic::Status::internal("storage sent no metadata")),
+    };
+    let object = info.id.clone();
+    let body = stream.map(move |message| match message {
+        Ok(message) => match message.part {
+            Some(download_response::Part::Chunk(bytes)) => Ok(bytes),
+            _ => Err(std::io::Error::other("storage sent a second metadata message")),
+        },
+        Err(status) => {
+            warn!(object = %object, code = ?status.code(), error = %status.message(), "download broke off");
+            Err(std::io::Error::other(status.message().to_owned()))
+        }
+    });
+    Ok((info, body))
 }
 
 fn missing_metadata() -> FileError {

@@ -12,12 +12,10 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::StreamExt;
 use tonic::transport::Channel;
-use tracing::{info, warn};
+use tracing::info;
 use wpsmesh_proto::wire::process::v1::{self as wire, output};
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
-use wpsmesh_proto::wire::storage::v1::{DownloadRequest, download_response};
 
 use super::model::{Execute, Mode, ResponseForm, Version, WpsRequest};
 use super::request::{parse_kvp, parse_xml, resolve_bboxes};
@@ -358,38 +356,9 @@ async fn stream_object(
     id: &str,
     mime: &str,
 ) -> Result<Response, OwsError> {
-    let mut stream = storage
-        .download(DownloadRequest {
-            id: id.to_owned(),
-            ..Default::default()
-        })
+    let (info, body) = crate::files::retrieve::download(&mut storage, id, 0, None)
         .await
-        .map_err(|s| OwsError::from_status(&s))?
-        .into_inner();
-    let info = match stream
-        .message()
-        .await
-        .map_err(|s| OwsError::from_status(&s))?
-    {
-        Some(m) => match m.part {
-            Some(download_response::Part::Object(info)) => info,
-            _ => return Err(OwsError::internal("storage sent data before metadata")),
-        },
-        None => return Err(OwsError::internal("storage sent nothing")),
-    };
-    let object = info.id.clone();
-    let body = stream.map(move |m| match m {
-        Ok(m) => match m.part {
-            Some(download_response::Part::Chunk(bytes)) => Ok(bytes),
-            _ => Err(std::io::Error::other(
-                "storage sent a second metadata message",
-            )),
-        },
-        Err(status) => {
-            warn!(object = %object, error = %status.message(), "raw output download broke off");
-            Err(std::io::Error::other(status.message().to_owned()))
-        }
-    });
+        .map_err(|s| OwsError::from_status(&s))?;
     let content_type = if mime.is_empty() {
         info.content_type.as_str()
     } else {
