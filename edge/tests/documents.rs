@@ -62,7 +62,8 @@ impl Docs {
             |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/schemas/validate"),
             |dir| PathBuf::from(dir).join("validate"),
         );
-        Command::new(&validate)
+        Command::new("bash")
+            .arg(&validate)
             .arg(version)
             .args(&self.files)
             .output()

@@ -71,7 +71,8 @@ fn validate(version: &str, dir: &Path, docs: &[(&str, String)]) {
             path
         })
         .collect();
-    let out = Command::new(&validate)
+    let out = Command::new("bash")
+        .arg(&validate)
         .arg(version)
         .args(&files)
         .output()
