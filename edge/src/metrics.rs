@@ -29,60 +29,91 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self, nodes: &Nodes) -> String {
         let mut out = String::new();
-        let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        out.push_str(
-            "# HELP wpsmesh_edge_http_requests_total HTTP requests answered by the edge.\n",
+        let requests: Vec<_> = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((route, status), (count, seconds))| {
+                (
+                    format!("route=\"{route}\",status=\"{status}\""),
+                    *count,
+                    *seconds,
+                )
+            })
+            .collect();
+        family(
+            &mut out,
+            "wpsmesh_edge_http_requests_total",
+            "counter",
+            "HTTP requests answered by the edge.",
+            requests
+                .iter()
+                .map(|(l, count, _)| (l.clone(), count.to_string())),
         );
-        out.push_str("# TYPE wpsmesh_edge_http_requests_total counter\n");
-        for ((route, status), (count, _)) in map.iter() {
-            let _ = writeln!(
-                out,
-                "wpsmesh_edge_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
-            );
-        }
-        out.push_str("# HELP wpsmesh_edge_http_request_seconds_sum Time spent answering, by route and status.\n");
-        out.push_str("# TYPE wpsmesh_edge_http_request_seconds_sum counter\n");
-        for ((route, status), (_, seconds)) in map.iter() {
-            let _ = writeln!(
-                out,
-                "wpsmesh_edge_http_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {seconds}"
-            );
-        }
-        out.push_str("# HELP wpsmesh_edge_nodes Healthy processing nodes in the pool.\n");
-        out.push_str("# TYPE wpsmesh_edge_nodes gauge\n");
-        let _ = writeln!(out, "wpsmesh_edge_nodes {}", nodes.len());
+        family(
+            &mut out,
+            "wpsmesh_edge_http_request_seconds_sum",
+            "counter",
+            "Time spent answering, by route and status.",
+            requests
+                .iter()
+                .map(|(l, _, seconds)| (l.clone(), seconds.to_string())),
+        );
+        family(
+            &mut out,
+            "wpsmesh_edge_nodes",
+            "gauge",
+            "Healthy processing nodes in the pool.",
+            [(String::new(), nodes.len().to_string())],
+        );
         let stats = nodes.stats();
-        out.push_str("# HELP wpsmesh_edge_node_calls_total gRPC calls sent to each node.\n");
-        out.push_str("# TYPE wpsmesh_edge_node_calls_total counter\n");
-        for n in &stats {
-            let _ = writeln!(
-                out,
-                "wpsmesh_edge_node_calls_total{{node=\"{}\"}} {}",
-                n.uri, n.calls
-            );
-        }
-        out.push_str("# HELP wpsmesh_edge_node_in_flight gRPC calls waiting on each node.\n");
-        out.push_str("# TYPE wpsmesh_edge_node_in_flight gauge\n");
-        for n in &stats {
-            let _ = writeln!(
-                out,
-                "wpsmesh_edge_node_in_flight{{node=\"{}\"}} {}",
-                n.uri, n.in_flight
-            );
-        }
-        out.push_str(
-            "# HELP wpsmesh_edge_node_up Whether each known node passes its health checks.\n",
+        let per_node = |value: fn(&crate::nodes::NodeStats) -> String| {
+            stats
+                .iter()
+                .map(move |n| (format!("node=\"{}\"", n.uri), value(n)))
+        };
+        family(
+            &mut out,
+            "wpsmesh_edge_node_calls_total",
+            "counter",
+            "gRPC calls sent to each node.",
+            per_node(|n| n.calls.to_string()),
         );
-        out.push_str("# TYPE wpsmesh_edge_node_up gauge\n");
-        for n in &stats {
-            let _ = writeln!(
-                out,
-                "wpsmesh_edge_node_up{{node=\"{}\"}} {}",
-                n.uri,
-                u8::from(n.healthy)
-            );
-        }
+        family(
+            &mut out,
+            "wpsmesh_edge_node_in_flight",
+            "gauge",
+            "gRPC calls waiting on each node.",
+            per_node(|n| n.in_flight.to_string()),
+        );
+        family(
+            &mut out,
+            "wpsmesh_edge_node_up",
+            "gauge",
+            "Whether each known node passes its health checks.",
+            per_node(|n| u8::from(n.healthy).to_string()),
+        );
         out
+    }
+}
+
+/// Writes one metric family: HELP, TYPE, then a sample per (labels, value).
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, String)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
     }
 }
 
