@@ -62,15 +62,7 @@ async fn load(url: &str, clients: usize, secs: u64) -> anyhow::Result<(f64, Dura
 }
 
 async fn start(dir: &Path) -> anyhow::Result<(String, String, String)> {
-    let mut storage_config = wpsmesh_storage::Config::default();
-    storage_config.local.root = dir.join("storage");
-    let storage_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let storage_uri = format!("http://{}", storage_listener.local_addr()?);
-    tokio::spawn(wpsmesh_storage::run(
-        storage_config,
-        storage_listener,
-        std::future::pending(),
-    ));
+    let storage_uri = wpsmesh_storage::spawn_local(dir.join("storage")).await?;
 
     let edge_listener = TcpListener::bind("127.0.0.1:0").await?;
     let edge_url = format!("http://{}", edge_listener.local_addr()?);

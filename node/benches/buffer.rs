@@ -38,15 +38,7 @@ async fn start(
     dir: &Path,
     points: &Path,
 ) -> anyhow::Result<(ProcessServiceClient<Channel>, String)> {
-    let mut storage_config = wpsmesh_storage::Config::default();
-    storage_config.local.root = dir.join(format!("storage-{workers}"));
-    let storage_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let storage_uri = format!("http://{}", storage_listener.local_addr()?);
-    tokio::spawn(wpsmesh_storage::run(
-        storage_config,
-        storage_listener,
-        std::future::pending(),
-    ));
+    let storage_uri = wpsmesh_storage::spawn_local(dir.join(format!("storage-{workers}"))).await?;
 
     let mut config = wpsmesh_node::Config {
         storage: storage_uri.clone(),

@@ -55,15 +55,9 @@ async fn mesh(workers: usize, tweak: impl FnOnce(&mut wpsmesh_node::Config)) -> 
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut storage_config = wpsmesh_storage::Config::default();
-    storage_config.local.root = dir.path().join("storage");
-    let storage_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let storage_uri = format!("http://{}", storage_listener.local_addr().expect("addr"));
-    tokio::spawn(wpsmesh_storage::run(
-        storage_config,
-        storage_listener,
-        std::future::pending(),
-    ));
+    let storage_uri = wpsmesh_storage::spawn_local(dir.path().join("storage"))
+        .await
+        .expect("storage starts");
 
     let mut config = wpsmesh_node::Config {
         storage: storage_uri.clone(),

@@ -21,6 +21,17 @@ pub use config::{BackendKind, Config, LocalConfig, S3Config};
 pub use error::StorageError;
 pub use service::StorageService;
 
+/// Starts a storage service with the local backend in `root` on a free loopback port, in the
+/// background of the current runtime, for tests, benchmarks and local tools; returns its URI.
+pub async fn spawn_local(root: std::path::PathBuf) -> anyhow::Result<String> {
+    let mut config = Config::default();
+    config.local.root = root;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let uri = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(run(config, listener, std::future::pending()));
+    Ok(uri)
+}
+
 /// Serves the storage service on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,
