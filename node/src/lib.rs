@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod outputs;
 pub mod pool;
 pub mod service;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;

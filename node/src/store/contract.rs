@@ -1,0 +1,322 @@
+//! The behaviour every job store engine must have, run against each of them (in-process, and
+//! Redis against a real redis-server).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use wpsmesh_proto::wire::process::v1::{self as wire, JobState};
+
+use super::*;
+
+fn request(process: &str) -> wire::ExecuteRequest {
+    wire::ExecuteRequest {
+        process_id: process.into(),
+        inputs: vec![wire::Input {
+            id: "DISTANCE".into(),
+            value: Some(wire::input::Value::Literal(wire::LiteralValue {
+                value: "2".into(),
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    }
+}
+
+async fn submit(store: &dyn JobStore, process: &str) -> String {
+    let id = new_job_id();
+    let status = store
+        .submit(NewJob {
+            id: id.clone(),
+            request: request(process),
+        })
+        .await
+        .expect("submit");
+    assert_eq!(
+        (status.state(), status.attempt, status.job_id.as_str()),
+        (JobState::Accepted, 0, id.as_str())
+    );
+    id
+}
+
+async fn state(store: &dyn JobStore, id: &str) -> wire::JobStatus {
+    store.get(id).await.unwrap().expect("record").status
+}
+
+/// Reaps until something comes back (leases run out in real time), at most 5 s.
+async fn reap_some(store: &dyn JobStore) -> Vec<Reaped> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reaped = store.reap().await.unwrap();
+        if !reaped.is_empty() || Instant::now() > deadline {
+            return reaped;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const LONG: Duration = Duration::from_secs(30);
+const NONE: Duration = Duration::from_millis(50);
+
+/// Runs the contract; `make` builds a fresh, empty store with the given limits.
+pub async fn run<S, F, Fut>(make: F)
+where
+    S: JobStore,
+    F: Fn(Limits) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let limits = Limits {
+        ttl: Duration::from_secs(3600),
+        max_queued: 100,
+        max_attempts: 2,
+    };
+    life_of_a_job(&make(limits.clone()).await).await;
+    the_queue_is_bounded(
+        &make(Limits {
+            max_queued: 2,
+            ..limits.clone()
+        })
+        .await,
+    )
+    .await;
+    lost_leases_requeue_then_fail(&make(limits.clone()).await).await;
+    dismissal(&make(limits.clone()).await).await;
+    expiry(
+        &make(Limits {
+            ttl: Duration::from_millis(200),
+            ..limits.clone()
+        })
+        .await,
+    )
+    .await;
+    claims_wake_on_submit(&make(limits).await).await;
+}
+
+async fn life_of_a_job(store: &dyn JobStore) {
+    let id = submit(store, "native:buffer").await;
+    assert!(store.get("0123").await.unwrap().is_none());
+    let claim = store.claim("n1", LONG, NONE).await.unwrap().expect("claim");
+    assert_eq!(claim.lease.job_id, id);
+    assert_eq!((claim.lease.attempt, claim.lease.node.as_str()), (1, "n1"));
+    assert_eq!(claim.request, request("native:buffer"));
+    assert_eq!(claim.status.state(), JobState::Running);
+    assert!(store.claim("n2", LONG, NONE).await.unwrap().is_none());
+
+    let beat = Heartbeat {
+        percent: 40,
+        message: "buffering".into(),
+        worker: "4242".into(),
+    };
+    assert!(store.heartbeat(&claim.lease, LONG, &beat).await.unwrap());
+    let s = state(store, &id).await;
+    assert_eq!(
+        (
+            s.state(),
+            s.percent_done,
+            s.worker.as_str(),
+            s.node.as_str()
+        ),
+        (JobState::Running, 40, "4242", "n1")
+    );
+    assert!(s.started_at.is_some() && s.finished_at.is_none());
+
+    let outcome = Outcome::Succeeded {
+        outputs: vec![wire::Output {
+            id: "OUTPUT".into(),
+            value: Some(wire::output::Value::Reference(wire::FileReference {
+                object_id: "obj1".into(),
+                ..Default::default()
+            })),
+        }],
+        log: vec!["done".into()],
+    };
+    assert!(store.finish(&claim.lease, &outcome).await.unwrap());
+    let r = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state(), r.status.percent_done),
+        (JobState::Successful, 100)
+    );
+    assert_eq!(r.outcome, Some(outcome.clone()));
+    assert!(r.status.finished_at.is_some());
+    // A second finish, or a heartbeat after the end, is refused.
+    assert!(!store.finish(&claim.lease, &outcome).await.unwrap());
+    assert!(!store.heartbeat(&claim.lease, LONG, &beat).await.unwrap());
+    assert_eq!(state(store, &id).await.state(), JobState::Successful);
+
+    // A failure keeps its code and message.
+    let id = submit(store, "native:buffer").await;
+    let claim = store.claim("n1", LONG, NONE).await.unwrap().unwrap();
+    let failed = Outcome::Failed {
+        code: tonic::Code::InvalidArgument,
+        message: "invalid parameter DISTANCE".into(),
+        log: vec![],
+    };
+    assert!(store.finish(&claim.lease, &failed).await.unwrap());
+    let r = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(r.state(), JobState::Failed);
+    assert_eq!(r.status.message, "invalid parameter DISTANCE");
+    assert_eq!(r.outcome, Some(failed));
+}
+
+async fn the_queue_is_bounded(store: &dyn JobStore) {
+    submit(store, "p").await;
+    submit(store, "p").await;
+    let third = store
+        .submit(NewJob {
+            id: new_job_id(),
+            request: request("p"),
+        })
+        .await;
+    assert!(
+        matches!(third, Err(StoreError::QueueFull { waiting: 2 })),
+        "{third:?}"
+    );
+    // A claim frees a place.
+    assert!(store.claim("n", LONG, NONE).await.unwrap().is_some());
+    submit(store, "p").await;
+}
+
+async fn lost_leases_requeue_then_fail(store: &dyn JobStore) {
+    let id = submit(store, "p").await;
+    let short = Duration::from_millis(300);
+    let first = store.claim("n1", short, NONE).await.unwrap().unwrap();
+    assert!(store.reap().await.unwrap().is_empty(), "lease still live");
+    let reaped = reap_some(store).await;
+    assert_eq!(
+        reaped,
+        [Reaped {
+            job_id: id.clone(),
+            node: "n1".into(),
+            attempt: 1,
+            requeued: true
+        }]
+    );
+    let s = state(store, &id).await;
+    assert_eq!(s.state(), JobState::Accepted);
+    assert!(s.message.contains("n1"), "{}", s.message);
+    // The first attempt is fenced out from now on.
+    let beat = Heartbeat::default();
+    assert!(!store.heartbeat(&first.lease, LONG, &beat).await.unwrap());
+
+    let second = store.claim("n2", short, NONE).await.unwrap().unwrap();
+    assert_eq!(second.lease.attempt, 2);
+    let late = Outcome::Succeeded {
+        outputs: vec![],
+        log: vec![],
+    };
+    assert!(!store.finish(&first.lease, &late).await.unwrap());
+    assert_eq!(state(store, &id).await.node, "n2");
+
+    // The last attempt's lease runs out too: failed for good, saying why.
+    let reaped = reap_some(store).await;
+    assert_eq!(reaped.len(), 1);
+    assert!(!reaped[0].requeued);
+    let s = state(store, &id).await;
+    assert_eq!(s.state(), JobState::Failed);
+    assert!(
+        s.message.contains("n2") && s.message.contains("lease"),
+        "{}",
+        s.message
+    );
+    assert!(s.finished_at.is_some());
+    assert!(!store.finish(&second.lease, &late).await.unwrap());
+}
+
+async fn dismissal(store: &dyn JobStore) {
+    let mut dismissals = store.dismissals();
+    // Queued: never handed out.
+    let queued = submit(store, "p").await;
+    let before = store.dismiss(&queued).await.unwrap().unwrap();
+    assert_eq!(before.state(), JobState::Accepted);
+    assert_eq!(state(store, &queued).await.state(), JobState::Dismissed);
+    assert!(store.claim("n", LONG, NONE).await.unwrap().is_none());
+
+    // Running: the running node hears of it and is fenced out.
+    let running = submit(store, "p").await;
+    let claim = store.claim("n", LONG, NONE).await.unwrap().unwrap();
+    store.dismiss(&running).await.unwrap().unwrap();
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        heard.push(
+            tokio::time::timeout(Duration::from_secs(5), dismissals.recv())
+                .await
+                .expect("dismissal announced")
+                .unwrap(),
+        );
+    }
+    assert_eq!(heard, [queued.clone(), running.clone()]);
+    assert!(
+        !store
+            .heartbeat(&claim.lease, LONG, &Heartbeat::default())
+            .await
+            .unwrap()
+    );
+    let late = Outcome::Succeeded {
+        outputs: vec![],
+        log: vec![],
+    };
+    assert!(!store.finish(&claim.lease, &late).await.unwrap());
+    assert_eq!(state(store, &running).await.state(), JobState::Dismissed);
+
+    // Finished: the outcome comes back once, for its outputs to be deleted.
+    let done = submit(store, "p").await;
+    let claim = store.claim("n", LONG, NONE).await.unwrap().unwrap();
+    let outcome = Outcome::Succeeded {
+        outputs: vec![wire::Output {
+            id: "OUTPUT".into(),
+            value: Some(wire::output::Value::Reference(wire::FileReference {
+                object_id: "obj2".into(),
+                ..Default::default()
+            })),
+        }],
+        log: vec![],
+    };
+    assert!(store.finish(&claim.lease, &outcome).await.unwrap());
+    let before = store.dismiss(&done).await.unwrap().unwrap();
+    assert_eq!(before.outcome.unwrap().object_ids(), ["obj2"]);
+    let after = store.get(&done).await.unwrap().unwrap();
+    assert_eq!((after.state(), after.outcome), (JobState::Dismissed, None));
+    assert!(store.dismiss(&new_job_id()).await.unwrap().is_none());
+}
+
+async fn expiry(store: &dyn JobStore) {
+    let id = submit(store, "p").await;
+    let waiting = submit(store, "p").await;
+    let claim = store.claim("n", LONG, NONE).await.unwrap().unwrap();
+    assert_eq!(claim.lease.job_id, id);
+    let outcome = Outcome::Failed {
+        code: tonic::Code::Aborted,
+        message: "boom".into(),
+        log: vec![],
+    };
+    assert!(store.finish(&claim.lease, &outcome).await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let expired = loop {
+        let expired = store.expired(10).await.unwrap();
+        if !expired.is_empty() || Instant::now() > deadline {
+            break expired;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Only finished jobs expire.
+    let ids: Vec<&str> = expired.iter().map(|r| r.status.job_id.as_str()).collect();
+    assert_eq!(ids, [id.as_str()]);
+    store.forget(&id).await.unwrap();
+    assert!(store.get(&id).await.unwrap().is_none());
+    assert!(store.expired(10).await.unwrap().is_empty());
+    assert!(store.get(&waiting).await.unwrap().is_some());
+}
+
+async fn claims_wake_on_submit(store: &dyn JobStore) {
+    let started = Instant::now();
+    let (claim, id) = tokio::join!(store.claim("n", LONG, Duration::from_secs(10)), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        submit(store, "p").await
+    });
+    let claim = claim.unwrap().expect("woken by the submit");
+    assert_eq!(claim.lease.job_id, id);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "claim waited {:?}",
+        started.elapsed()
+    );
+}

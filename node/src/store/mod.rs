@@ -1,0 +1,158 @@
+//! The job store: where asynchronous jobs live so that any node answers for any job. Two
+//! engines behind one trait: in-process ([`MemoryStore`], the embedded default for a one-process
+//! mesh) and Redis ([`RedisStore`], the distributed one).
+//!
+//! A job is submitted (accepted, queued), claimed by a node with a free worker (running, with a
+//! lease and a new attempt number), kept alive by heartbeats that renew the lease, and finished.
+//! Every write a node makes about a running job carries its [`Lease`]; the store refuses it when
+//! the job's attempt is no longer that lease's (fencing), so a node that was presumed dead cannot
+//! overwrite the attempt that replaced it. Leases that run out are reaped: the job is queued again
+//! while attempts are left, otherwise it fails with a message saying why.
+
+mod config;
+mod memory;
+mod record;
+mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use wpsmesh_proto::wire::process::v1 as wire;
+
+pub use config::{JobsConfig, StoreKind};
+pub use memory::MemoryStore;
+pub use record::{JobRecord, Outcome};
+pub use redis::RedisStore;
+
+/// What can go wrong talking to the store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached (Redis down, timed out); transient.
+    #[error("job store unavailable: {0}")]
+    Unavailable(String),
+    /// The queue holds `waiting` jobs already, its bound.
+    #[error("job queue is full ({waiting} jobs waiting)")]
+    QueueFull { waiting: u64 },
+    /// A record the store holds cannot be read back.
+    #[error("job store record {id} is unreadable: {message}")]
+    Corrupt { id: String, message: String },
+}
+
+/// A new job, as Submit hands it to the store.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub request: wire::ExecuteRequest,
+}
+
+/// The right to write about one attempt of a running job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: String,
+    pub attempt: u32,
+    pub node: String,
+}
+
+/// A job a node has claimed: its lease, record and request.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub lease: Lease,
+    pub status: wire::JobStatus,
+    pub request: wire::ExecuteRequest,
+}
+
+/// What a heartbeat reports of a running job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Heartbeat {
+    pub percent: u32,
+    pub message: String,
+    pub worker: String,
+}
+
+/// A job whose lease ran out, as the reaper left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaped {
+    pub job_id: String,
+    /// The node that held the lease.
+    pub node: String,
+    pub attempt: u32,
+    /// Queued again (true) or failed for good (false).
+    pub requeued: bool,
+}
+
+/// Store-wide settings every engine honours.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// How long a finished job's record and outputs are kept.
+    pub ttl: Duration,
+    /// Queued jobs past which Submit is refused.
+    pub max_queued: u64,
+    /// Attempts a job gets when nodes holding it are lost (1 = no retry).
+    pub max_attempts: u32,
+}
+
+/// The job store, as nodes use it.
+#[tonic::async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Records an accepted job and queues it; [`StoreError::QueueFull`] past the bound.
+    async fn submit(&self, job: NewJob) -> Result<wire::JobStatus, StoreError>;
+
+    /// Waits up to `wait` for a queued job and claims it for `node` with a lease of `lease`
+    /// (a new attempt); `None` when nothing came.
+    async fn claim(
+        &self,
+        node: &str,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Option<Claim>, StoreError>;
+
+    /// Renews the lease for `lease` more and records progress. `false`: the attempt is fenced
+    /// out (reaped, dismissed or superseded) and must stop.
+    async fn heartbeat(
+        &self,
+        lease: &Lease,
+        duration: Duration,
+        beat: &Heartbeat,
+    ) -> Result<bool, StoreError>;
+
+    /// Records how the attempt ended. `false`: fenced out, the outcome was not recorded (the
+    /// caller deletes the outputs it made).
+    async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<bool, StoreError>;
+
+    /// One job's record.
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Marks a job dismissed and tells the node running it (see [`JobStore::dismissals`]).
+    /// Returns the record as it was before, whose outputs the caller deletes; `None` when unknown.
+    async fn dismiss(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Ids of jobs dismissed anywhere, as they are dismissed.
+    fn dismissals(&self) -> broadcast::Receiver<String>;
+
+    /// Requeues or fails jobs whose lease has run out, and recovers queue entries a node took
+    /// but never claimed.
+    async fn reap(&self) -> Result<Vec<Reaped>, StoreError>;
+
+    /// Finished jobs whose expiry has passed (at most `limit`), still in the store.
+    async fn expired(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Deletes a job's record (after its outputs were deleted).
+    async fn forget(&self, id: &str) -> Result<(), StoreError>;
+}
+
+/// Opens the store the config names.
+pub async fn open(config: &JobsConfig) -> Result<Arc<dyn JobStore>, StoreError> {
+    Ok(match config.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new(config.limits())),
+        StoreKind::Redis => Arc::new(RedisStore::connect(config).await?),
+    })
+}
+
+/// New job ids: 32 lowercase hex digits.
+pub fn new_job_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+pub(crate) mod contract;

@@ -1,0 +1,562 @@
+//! The Redis job store (fred): a hash per job, a stream as the queue (read by a consumer group,
+//! so an entry a node took but never claimed is recovered), a sorted set of lease deadlines and
+//! one of expiries, a pub/sub channel announcing dismissals. Every state change is one Lua
+//! script, atomic on the server and timed by the server's clock.
+//!
+//! Keys share the hash tag `{prefix}`, so they live in one slot and the scripts may touch keys
+//! they compute. Commands time out after `command_timeout`; while Redis is away every call fails
+//! with [`StoreError::Unavailable`] and the client reconnects on its own.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use fred::prelude::{
+    ClientLike, Config, EventInterface, HashesInterface, KeysInterface, PubsubInterface,
+    ReconnectPolicy, SortedSetsInterface, StreamsInterface,
+};
+use fred::types::config::Options;
+use fred::types::scripts::Script;
+use fred::types::{Builder, Value};
+use prost::Message;
+use tokio::sync::broadcast;
+use tracing::{debug, warn};
+use wpsmesh_proto::wire::process::v1 as wire;
+
+use super::record::millis;
+use super::{
+    Claim, Heartbeat, JobRecord, JobStore, JobsConfig, Lease, Limits, NewJob, Outcome, Reaped,
+    StoreError,
+};
+
+macro_rules! script {
+    ($file:literal) => {
+        concat!(include_str!("lua/now.lua"), include_str!($file))
+    };
+}
+
+const GROUP: &str = "nodes";
+
+struct Scripts {
+    submit: Script,
+    claim: Script,
+    heartbeat: Script,
+    finish: Script,
+    dismiss: Script,
+    reap: Script,
+}
+
+/// Job state in Redis.
+pub struct RedisStore {
+    client: fred::clients::Client,
+    /// A connection of its own for the blocking queue read.
+    blocking: fred::clients::Client,
+    scripts: Scripts,
+    keys: Keys,
+    limits: Limits,
+    lease_floor: Duration,
+    command_timeout: Duration,
+    display: String,
+    dismissed: broadcast::Sender<String>,
+    _subscriber: fred::clients::SubscriberClient,
+}
+
+/// Key and channel names under one hash tag.
+struct Keys {
+    job_prefix: String,
+    queue: String,
+    leases: String,
+    expiry: String,
+    dismissed: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let tag = format!("{{{prefix}}}");
+        Self {
+            job_prefix: format!("{tag}:job:"),
+            queue: format!("{tag}:queue"),
+            leases: format!("{tag}:leases"),
+            expiry: format!("{tag}:expiry"),
+            dismissed: format!("{tag}:dismissed"),
+        }
+    }
+
+    fn job(&self, id: &str) -> String {
+        format!("{}{id}", self.job_prefix)
+    }
+}
+
+impl RedisStore {
+    /// Connects (in the background: the node starts, and answers "unavailable", while Redis is
+    /// away) and subscribes to dismissals.
+    pub async fn connect(config: &JobsConfig) -> Result<Self, StoreError> {
+        let display = config.redis_display();
+        let bad = |e: fred::error::Error| {
+            StoreError::Unavailable(format!("redis at {display}: {}", e.details()))
+        };
+        let redis = Config::from_url(&config.redis_url).map_err(bad)?;
+        let mut builder = Builder::from_config(redis);
+        builder
+            .with_performance_config(|p| p.default_command_timeout = config.command_timeout)
+            .with_connection_config(|c| {
+                c.connection_timeout = config.command_timeout;
+                c.internal_command_timeout = config.command_timeout;
+                c.max_command_attempts = 2;
+            })
+            .set_policy(ReconnectPolicy::new_constant(0, 250));
+        let client = builder.build().map_err(bad)?;
+        let blocking = builder.build().map_err(bad)?;
+        let subscriber = builder.build_subscriber_client().map_err(bad)?;
+        client.connect();
+        blocking.connect();
+        subscriber.connect();
+        let keys = Keys::new(&config.prefix);
+        let (dismissed, _) = broadcast::channel(1024);
+        listen_for_dismissals(
+            &subscriber,
+            keys.dismissed.clone(),
+            dismissed.clone(),
+            config.command_timeout,
+        )
+        .await;
+        let scripts = Scripts {
+            submit: Script::from_lua(script!("lua/submit.lua")),
+            claim: Script::from_lua(script!("lua/claim.lua")),
+            heartbeat: Script::from_lua(script!("lua/heartbeat.lua")),
+            finish: Script::from_lua(script!("lua/finish.lua")),
+            dismiss: Script::from_lua(script!("lua/dismiss.lua")),
+            reap: Script::from_lua(script!("lua/reap.lua")),
+        };
+        Ok(Self {
+            client,
+            blocking,
+            scripts,
+            keys,
+            limits: config.limits(),
+            lease_floor: config.lease.max(Duration::from_secs(5)),
+            command_timeout: config.command_timeout,
+            display,
+            dismissed,
+            _subscriber: subscriber,
+        })
+    }
+
+    fn unavailable(&self, e: &fred::error::Error) -> StoreError {
+        StoreError::Unavailable(format!("redis at {}: {}", self.display, e.details()))
+    }
+
+    async fn eval<R: fred::types::FromValue>(
+        &self,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> Result<R, StoreError> {
+        script
+            .evalsha_with_reload(&self.client, keys, args)
+            .await
+            .map_err(|e| self.unavailable(&e))
+    }
+
+    /// Reads one queue entry (blocking up to `wait`): its entry id and job id.
+    async fn read_queue(
+        &self,
+        consumer: &str,
+        wait: Duration,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let options = Options {
+            timeout: Some(wait + self.command_timeout),
+            ..Default::default()
+        };
+        let read = self
+            .blocking
+            .with_options(&options)
+            .xreadgroup::<Value, _, _, _, _>(
+                GROUP,
+                consumer,
+                Some(1),
+                Some(wait.as_millis() as u64),
+                false,
+                self.keys.queue.as_str(),
+                ">",
+            )
+            .await;
+        match read {
+            Ok(value) => Ok(first_entry(value)),
+            Err(e) if e.details().contains("NOGROUP") => {
+                // A new (or wiped) Redis: create the group, from the start so nothing queued
+                // before is missed.
+                let created = self
+                    .client
+                    .xgroup_create::<Value, _, _, _>(self.keys.queue.as_str(), GROUP, "0", true)
+                    .await;
+                match created {
+                    Err(e) if !e.details().contains("BUSYGROUP") => Err(self.unavailable(&e)),
+                    _ => Ok(None),
+                }
+            }
+            Err(e) => Err(self.unavailable(&e)),
+        }
+    }
+}
+
+/// Forwards dismissal announcements, resubscribing after every reconnection. Subscribes before
+/// returning when Redis answers within `timeout`, else keeps trying in the background.
+async fn listen_for_dismissals(
+    subscriber: &fred::clients::SubscriberClient,
+    channel: String,
+    out: broadcast::Sender<String>,
+    timeout: Duration,
+) {
+    let mut messages = subscriber.message_rx();
+    subscriber.manage_subscriptions();
+    let subscribed = tokio::time::timeout(timeout, async {
+        subscriber.wait_for_connect().await?;
+        subscriber.subscribe(channel.as_str()).await
+    })
+    .await;
+    if !matches!(subscribed, Ok(Ok(()))) {
+        let first = subscriber.clone();
+        tokio::spawn(async move {
+            while let Err(e) = first.subscribe(channel.as_str()).await {
+                debug!(error = %e, "cannot subscribe to dismissals yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+    tokio::spawn(async move {
+        loop {
+            match messages.recv().await {
+                Ok(m) => {
+                    if let Some(id) = m.value.as_string() {
+                        let _ = out.send(id);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "dismissal announcements lagged");
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
+/// The first entry of an XREADGROUP answer: `[[queue, [[entry id, [field, value, ...]]]]]`.
+fn first_entry(value: Value) -> Option<(String, String)> {
+    let streams = value.into_array();
+    let stream = streams.into_iter().next()?.into_array();
+    let entries = stream.into_iter().nth(1)?.into_array();
+    let entry = entries.into_iter().next()?.into_array();
+    let mut entry = entry.into_iter();
+    let entry_id = entry.next()?.as_string()?;
+    let fields = entry.next()?.into_array();
+    let job_id = fields.into_iter().nth(1)?.as_string()?;
+    Some((entry_id, job_id))
+}
+
+/// A flat `[field, value, ...]` reply as a map.
+fn pairs(value: Value) -> HashMap<String, Bytes> {
+    let mut out = HashMap::new();
+    let mut items = value.into_array().into_iter();
+    while let (Some(k), Some(v)) = (items.next(), items.next()) {
+        if let (Some(k), Some(v)) = (k.as_string(), v.as_bytes()) {
+            out.insert(k, Bytes::copy_from_slice(v));
+        }
+    }
+    out
+}
+
+fn ms(d: Duration) -> Value {
+    Value::Integer(d.as_millis().min(i64::MAX as u128) as i64)
+}
+
+fn text(s: &str) -> Value {
+    Value::String(s.into())
+}
+
+#[tonic::async_trait]
+impl JobStore for RedisStore {
+    async fn submit(&self, job: NewJob) -> Result<wire::JobStatus, StoreError> {
+        let request = job.request.encode_to_vec();
+        let answer: Vec<i64> = self
+            .eval(
+                &self.scripts.submit,
+                vec![self.keys.job(&job.id), self.keys.queue.clone()],
+                vec![
+                    text(&job.id),
+                    text(&job.request.process_id),
+                    Value::Bytes(request.into()),
+                    ms(self.limits.ttl),
+                    Value::Integer(self.limits.max_queued as i64),
+                ],
+            )
+            .await?;
+        match answer.as_slice() {
+            [1, now] => {
+                let now = super::record::from_millis(*now as u64);
+                Ok(wire::JobStatus {
+                    job_id: job.id,
+                    process_id: job.request.process_id,
+                    state: wire::JobState::Accepted as i32,
+                    message: "accepted".into(),
+                    created_at: Some(now.into()),
+                    expires_at: Some((now + self.limits.ttl).into()),
+                    ..Default::default()
+                })
+            }
+            [0, waiting] => Err(StoreError::QueueFull {
+                waiting: *waiting as u64,
+            }),
+            other => Err(StoreError::Corrupt {
+                id: job.id,
+                message: format!("submit answered {other:?}"),
+            }),
+        }
+    }
+
+    async fn claim(
+        &self,
+        node: &str,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let Some((entry, id)) = self
+                .read_queue(node, left.max(Duration::from_millis(1)))
+                .await?
+            else {
+                continue;
+            };
+            let fields: Value = self
+                .eval(
+                    &self.scripts.claim,
+                    vec![
+                        self.keys.queue.clone(),
+                        self.keys.leases.clone(),
+                        self.keys.job(&id),
+                    ],
+                    vec![text(&entry), text(GROUP), text(&id), text(node), ms(lease)],
+                )
+                .await?;
+            if fields.is_null() {
+                // Dismissed (or gone) while it waited.
+                continue;
+            }
+            let mut fields = pairs(fields);
+            let request = fields.remove("request").unwrap_or_default();
+            let request =
+                wire::ExecuteRequest::decode(request).map_err(|e| StoreError::Corrupt {
+                    id: id.clone(),
+                    message: format!("request: {e}"),
+                })?;
+            let record = JobRecord::from_hash(&id, fields)?;
+            return Ok(Some(Claim {
+                lease: Lease {
+                    job_id: id,
+                    attempt: record.status.attempt,
+                    node: node.to_owned(),
+                },
+                status: record.status,
+                request,
+            }));
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        lease: &Lease,
+        duration: Duration,
+        beat: &Heartbeat,
+    ) -> Result<bool, StoreError> {
+        let kept: i64 = self
+            .eval(
+                &self.scripts.heartbeat,
+                vec![self.keys.job(&lease.job_id), self.keys.leases.clone()],
+                vec![
+                    text(&lease.job_id),
+                    text(&lease.attempt.to_string()),
+                    ms(duration),
+                    Value::Integer(i64::from(beat.percent.min(100))),
+                    text(&beat.message),
+                    text(&beat.worker),
+                ],
+            )
+            .await?;
+        Ok(kept == 1)
+    }
+
+    async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<bool, StoreError> {
+        let recorded: i64 = self
+            .eval(
+                &self.scripts.finish,
+                vec![
+                    self.keys.job(&lease.job_id),
+                    self.keys.leases.clone(),
+                    self.keys.expiry.clone(),
+                ],
+                vec![
+                    text(&lease.job_id),
+                    text(&lease.attempt.to_string()),
+                    Value::Integer(outcome.state() as i64),
+                    text(outcome.message()),
+                    Value::Bytes(outcome.encode().into()),
+                    ms(self.limits.ttl),
+                ],
+            )
+            .await?;
+        Ok(recorded == 1)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let mut fields: HashMap<String, Bytes> = self
+            .client
+            .hgetall(self.keys.job(id))
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        fields.remove("request");
+        JobRecord::from_hash(id, fields).map(Some)
+    }
+
+    async fn dismiss(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let before: Value = self
+            .eval(
+                &self.scripts.dismiss,
+                vec![
+                    self.keys.job(id),
+                    self.keys.leases.clone(),
+                    self.keys.expiry.clone(),
+                ],
+                vec![text(id), ms(self.limits.ttl), text(&self.keys.dismissed)],
+            )
+            .await?;
+        if before.is_null() {
+            return Ok(None);
+        }
+        let mut fields = pairs(before);
+        fields.remove("request");
+        JobRecord::from_hash(id, fields).map(Some)
+    }
+
+    fn dismissals(&self) -> broadcast::Receiver<String> {
+        self.dismissed.subscribe()
+    }
+
+    async fn reap(&self) -> Result<Vec<Reaped>, StoreError> {
+        let reaped: Vec<Value> = self
+            .eval(
+                &self.scripts.reap,
+                vec![
+                    self.keys.leases.clone(),
+                    self.keys.queue.clone(),
+                    self.keys.expiry.clone(),
+                ],
+                vec![
+                    text(&self.keys.job_prefix),
+                    Value::Integer(i64::from(self.limits.max_attempts)),
+                    text(GROUP),
+                    ms(self.lease_floor),
+                    ms(self.limits.ttl),
+                ],
+            )
+            .await?;
+        Ok(reaped
+            .into_iter()
+            .filter_map(|r| {
+                let mut r = r.into_array().into_iter();
+                Some(Reaped {
+                    job_id: r.next()?.as_string()?,
+                    node: r.next()?.as_string()?,
+                    attempt: r.next()?.as_u64()? as u32,
+                    requeued: r.next()?.as_u64()? == 1,
+                })
+            })
+            .collect())
+    }
+
+    async fn expired(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        let now = millis(SystemTime::now()) as f64;
+        let ids: Vec<String> = self
+            .client
+            .zrangebyscore(
+                self.keys.expiry.as_str(),
+                f64::NEG_INFINITY,
+                now,
+                false,
+                Some((0, limit as i64)),
+            )
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get(&id).await? {
+                Some(record) => records.push(record),
+                // The key's own expiry got there first.
+                None => self.forget(&id).await?,
+            }
+        }
+        Ok(records)
+    }
+
+    async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .client
+            .del(self.keys.job(id))
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        let _: i64 = self
+            .client
+            .zrem(self.keys.expiry.as_str(), id)
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_entries_are_read_from_xreadgroup_answers() {
+        let entry = Value::Array(vec![
+            Value::String("1-0".into()),
+            Value::Array(vec![Value::String("id".into()), Value::String("j1".into())]),
+        ]);
+        let answer = Value::Array(vec![Value::Array(vec![
+            Value::String("{wpsmesh}:queue".into()),
+            Value::Array(vec![entry]),
+        ])]);
+        assert_eq!(first_entry(answer), Some(("1-0".into(), "j1".into())));
+        assert_eq!(first_entry(Value::Null), None);
+    }
+
+    #[tokio::test]
+    async fn the_redis_store_keeps_the_contract() {
+        let redis = wpsmesh_tests::RedisServer::start().expect("redis-server");
+        let url = redis.url();
+        super::super::contract::run(|limits| {
+            let url = url.clone();
+            async move {
+                let config = JobsConfig {
+                    store: super::super::StoreKind::Redis,
+                    redis_url: url,
+                    prefix: super::super::new_job_id(),
+                    ttl: limits.ttl,
+                    max_queued: limits.max_queued,
+                    max_attempts: limits.max_attempts,
+                    ..JobsConfig::default()
+                };
+                RedisStore::connect(&config).await.expect("connect")
+            }
+        })
+        .await;
+    }
+}
