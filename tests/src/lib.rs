@@ -1,5 +1,12 @@
-//! Test harness: starts real dependencies (s3s-fs, binaries of this workspace) on free loopback
-//! ports, waits until they accept connections, and stops them when dropped.
+//! Test harness: starts real dependencies (s3s-fs, redis-server, the `wpsmesh` services) on free
+//! loopback ports, waits until they answer, and stops them when dropped.
+
+pub mod mesh;
+mod redis;
+mod service;
+
+pub use redis::{RedisServer, command as redis_command};
+pub use service::{Launch, Service, edge_ready, grpc_serving, object_ids};
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -74,6 +81,13 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+    let pid = i32::try_from(pid)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .map_err(|e| anyhow::anyhow!("{signal} to process {pid}: {e}"))
 }
 
 /// A real S3 protocol server (`s3s-fs`) over a temporary directory.
