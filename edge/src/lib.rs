@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod config;
 pub mod files;
+pub mod jobs;
 pub mod jobs_api;
 pub mod metrics;
 pub mod nodes;

@@ -1,5 +1,6 @@
-//! Prometheus metrics of the edge: requests by route and status, their latency, and the
-//! healthy nodes; `GET /metrics` in the text exposition format.
+//! Prometheus metrics of the edge: requests by route and status, their latency, job operations
+//! (async submits, status polls, results, dismissals) and the healthy nodes; `GET /metrics` in
+//! the text exposition format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -16,6 +17,18 @@ use crate::nodes::Nodes;
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
+    jobs: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A response extension naming the job operation its request made (`submit`, `status`,
+/// `result`, `dismiss`), whichever API it came through; [`track`] counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobCall(pub &'static str);
+
+/// Marks `response` as answering job operation `operation`.
+pub fn job_call(mut response: Response, operation: &'static str) -> Response {
+    response.extensions_mut().insert(JobCall(operation));
+    response
 }
 
 impl Metrics {
@@ -24,6 +37,11 @@ impl Metrics {
         let entry = map.entry((route, status)).or_default();
         entry.0 += 1;
         entry.1 += seconds;
+    }
+
+    fn record_job(&self, operation: &'static str) {
+        let mut map = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(operation).or_default() += 1;
     }
 
     /// The exposition text.
@@ -59,6 +77,20 @@ impl Metrics {
             requests
                 .iter()
                 .map(|(l, _, seconds)| (l.clone(), seconds.to_string())),
+        );
+        let jobs: Vec<(String, String)> = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(operation, count)| (format!("operation=\"{operation}\""), count.to_string()))
+            .collect();
+        family(
+            &mut out,
+            "wpsmesh_edge_job_requests_total",
+            "counter",
+            "Asynchronous job requests answered, by operation (submit, status, result, dismiss).",
+            jobs,
         );
         family(
             &mut out,
@@ -125,6 +157,9 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = Instant::now();
     let response = next.run(request).await;
+    if let Some(JobCall(operation)) = response.extensions().get::<JobCall>() {
+        metrics.record_job(operation);
+    }
     metrics.record(
         route,
         response.status().as_u16(),

@@ -65,8 +65,10 @@ pub struct OwsError {
     /// The parameter the exception is about, e.g. `DISTANCE` or `version`.
     pub locator: Option<String>,
     pub text: String,
-    /// Seconds a client should wait before retrying (ServerBusy).
+    /// Seconds a client should wait before retrying (ServerBusy, a dependency down).
     pub retry_after: Option<u32>,
+    /// The HTTP status when the code's own does not fit (a node's dependency down: 503).
+    pub http_status: Option<StatusCode>,
 }
 
 impl OwsError {
@@ -76,6 +78,7 @@ impl OwsError {
             locator: locator.map(str::to_owned),
             text: text.into(),
             retry_after: None,
+            http_status: None,
         }
     }
 
@@ -106,20 +109,41 @@ impl OwsError {
         }
     }
 
+    /// The same exception answered with `status` instead of the code's HTTP status.
+    pub fn with_status(self, status: StatusCode) -> Self {
+        Self {
+            http_status: Some(status),
+            ..self
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
-        self.code.http_status()
+        self.http_status.unwrap_or_else(|| self.code.http_status())
     }
 
     /// Maps a gRPC status from a node or storage; the parameter comes from the
-    /// `wpsmesh-locator` metadata key when the node set it.
+    /// `wpsmesh-locator` metadata key when the node set it. UNAVAILABLE naming the job store
+    /// in `wpsmesh-dependency` is a NoApplicableCode with 503 and Retry-After: the request was
+    /// fine, the nodes' shared job store is not (no other node would do better).
     pub fn from_status(status: &tonic::Status) -> Self {
         use tonic::Code;
         let locator = status
             .metadata()
-            .get("wpsmesh-locator")
+            .get(LOCATOR_KEY)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let text = status.message().to_owned();
+        if status.code() == Code::Unavailable && dependency(status) == Some(JOB_STORE) {
+            let text = if text.contains("job store") {
+                text
+            } else {
+                format!("job store unavailable: {text}")
+            };
+            return Self {
+                retry_after: Some(RETRY_AFTER),
+                ..Self::internal(text).with_status(StatusCode::SERVICE_UNAVAILABLE)
+            };
+        }
         let code = match status.code() {
             Code::InvalidArgument | Code::OutOfRange => OwsCode::InvalidParameterValue,
             Code::NotFound if locator.as_deref() == Some("JobID") => OwsCode::NoSuchJob,
@@ -129,17 +153,32 @@ impl OwsError {
             Code::Unimplemented => OwsCode::OperationNotSupported,
             Code::ResourceExhausted | Code::Unavailable => {
                 return Self {
-                    retry_after: Some(5),
+                    retry_after: Some(RETRY_AFTER),
                     ..Self::new(OwsCode::ServerBusy, locator.as_deref(), text)
                 };
             }
             _ => OwsCode::NoApplicableCode,
         };
         Self {
-            code,
             locator,
-            text,
-            retry_after: None,
+            ..Self::new(code, None, text)
         }
     }
+}
+
+/// Metadata key naming the parameter a node's error is about.
+const LOCATOR_KEY: &str = "wpsmesh-locator";
+/// Metadata key naming the shared dependency a node's UNAVAILABLE is about.
+const DEPENDENCY_KEY: &str = "wpsmesh-dependency";
+/// The `wpsmesh-dependency` value of the nodes' job store (Redis).
+pub const JOB_STORE: &str = "job-store";
+/// Seconds a client waits before retrying a call a node refused as busy or unavailable.
+const RETRY_AFTER: u32 = 5;
+
+/// The shared dependency a node's error blames (`wpsmesh-dependency`), if any.
+pub fn dependency(status: &tonic::Status) -> Option<&str> {
+    status
+        .metadata()
+        .get(DEPENDENCY_KEY)
+        .and_then(|v| v.to_str().ok())
 }

@@ -528,9 +528,8 @@ fn v1_execute_responses_validate_in_every_state() {
         inputs: &inputs,
         outputs: &[],
     });
-    let location = Some(
-        "http://localhost:9000/api/wps?service=WPS&request=GetStatus&version=1.0.0&jobId=4f1c",
-    );
+    let status_location = v1::status_location(&service, "4f1c2f0e9a6b4d1e8c3b2a1f0e9d8c7b");
+    let location = Some(status_location.as_str());
 
     let mut docs = Docs::new("v1_execute_responses");
     let mut doc = |name: &str,
@@ -556,6 +555,18 @@ fn v1_execute_responses_validate_in_every_state() {
     );
     let almost = doc("running-100", &status(Running, 100, ""), None, location);
     let succeeded = doc("succeeded", &status(Successful, 100, "done"), lineage, None);
+    let followed = doc(
+        "succeeded-at-status-location",
+        &status(Successful, 100, "done"),
+        None,
+        location,
+    );
+    let accepted_lineage = doc(
+        "accepted-with-lineage",
+        &status(Accepted, 0, "accepted"),
+        lineage,
+        location,
+    );
     let all_defs = doc(
         "succeeded-every-output",
         &status(Successful, 100, ""),
@@ -604,7 +615,17 @@ fn v1_execute_responses_validate_in_every_state() {
         accepted.contains("<wps:ProcessAccepted>process accepted</wps:ProcessAccepted>"),
         "{accepted}"
     );
-    assert!(accepted.contains(r#"statusLocation="http://localhost:9000/api/wps?service=WPS&amp;request=GetStatus&amp;version=1.0.0&amp;jobId=4f1c""#));
+    assert!(accepted.contains(r#"statusLocation="http://localhost:9000/api/wps/status/4f1c2f0e9a6b4d1e8c3b2a1f0e9d8c7b""#), "{accepted}");
+    assert!(
+        accepted_lineage.contains("<wps:ProcessAccepted>accepted</wps:ProcessAccepted>")
+            && accepted_lineage.contains("<wps:DataInputs>")
+            && !accepted_lineage.contains("ProcessOutputs")
+    );
+    assert!(
+        followed.contains(r#"statusLocation="http://localhost:9000/api/wps/status/"#)
+            && followed.contains("<wps:ProcessSucceeded>done</wps:ProcessSucceeded>")
+            && followed.contains("<wps:ProcessOutputs>")
+    );
     assert!(accepted.contains(r#"serviceInstance="http://localhost:9000/api/wps?service=WPS&amp;request=GetCapabilities&amp;version=1.0.0""#));
     assert!(accepted.contains(r#"<wps:Status creationTime="2023-11-14T22:13:20Z">"#));
     assert!(!accepted.contains("ProcessOutputs"));
@@ -615,6 +636,7 @@ fn v1_execute_responses_validate_in_every_state() {
     assert!(failed.contains(r#"<ows:Exception exceptionCode="NoApplicableCode"><ows:ExceptionText>worker crashed: &lt;oops&gt; &amp; more</ows:ExceptionText>"#), "{failed}");
     assert!(!failed.contains("ProcessOutputs"));
     assert!(dismissed.contains("job dismissed"));
+    assert!(failed.contains(r#"statusLocation="http://localhost:9000/api/wps/status/"#));
 
     let s = &succeeded;
     assert!(s.contains(r#"<wps:Reference href="http://localhost:9000/api/file/retrieve/0123456789abcdef0123456789abcdef.geojson" mimeType="application/geo+json"/>"#), "{s}");

@@ -1,8 +1,9 @@
 //! Discovery, health checking, p2c balancing and retries over real gRPC on loopback: small
 //! in-process tonic servers implement ProcessService with canned answers (and the standard
 //! health service) so nodes can be slowed, failed, killed and restarted at will. Also the JSON
-//! job API over them, Consul discovery against a fake agent, and DNS discovery (A/AAAA through
-//! the system resolver, SRV against a fake name server).
+//! job API over them, how node errors on asynchronous jobs reach WPS and JSON clients (job store
+//! down, queue full, unknown and malformed job ids), Consul discovery against a fake agent, and
+//! DNS discovery (A/AAAA through the system resolver, SRV against a fake name server).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -48,6 +49,10 @@ struct Behaviour {
     lists: AtomicUsize,
     executes: AtomicUsize,
     last_execute: Mutex<Option<ExecuteRequest>>,
+    /// Submit, GetStatus, GetResult and Dismiss calls seen.
+    job_calls: AtomicUsize,
+    /// What every job call fails with; Submit accepts and the others say NOT_FOUND without it.
+    job_error: Mutex<Option<Status>>,
 }
 
 #[derive(Clone)]
@@ -60,9 +65,13 @@ fn summary(name: &str) -> ProcessSummary {
     ProcessSummary {
         id: "native:buffer".into(),
         title: name.into(),
+        async_supported: true,
         ..Default::default()
     }
 }
+
+/// The job id fake nodes hand out.
+const JOB: &str = "0123456789abcdef0123456789abcdef";
 
 fn with_locator(mut status: Status, locator: &str) -> Status {
     status
@@ -77,6 +86,15 @@ impl Fake {
             return Err(Status::unavailable(format!("{} is draining", self.name)));
         }
         Ok(())
+    }
+
+    /// Counts a job call; the configured job error, if any.
+    fn job_call(&self) -> Result<(), Status> {
+        self.b.job_calls.fetch_add(1, Ordering::SeqCst);
+        match self.b.job_error.lock().unwrap().clone() {
+            Some(status) => Err(status),
+            None => Ok(()),
+        }
     }
 }
 
@@ -177,15 +195,27 @@ impl ProcessService for Fake {
 
     async fn submit(
         &self,
-        _: tonic::Request<SubmitRequest>,
+        request: tonic::Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
-        Err(Status::unimplemented("submit"))
+        self.job_call()?;
+        Ok(Response::new(SubmitResponse {
+            job: Some(JobStatus {
+                job_id: JOB.into(),
+                process_id: request.into_inner().execute.unwrap_or_default().process_id,
+                state: JobState::Accepted as i32,
+                message: "accepted".into(),
+                node: self.name.clone(),
+                attempt: 1,
+                ..Default::default()
+            }),
+        }))
     }
 
     async fn get_status(
         &self,
         _: tonic::Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, Status> {
+        self.job_call()?;
         Err(with_locator(Status::not_found("no such job"), "JobID"))
     }
 
@@ -193,6 +223,7 @@ impl ProcessService for Fake {
         &self,
         _: tonic::Request<GetResultRequest>,
     ) -> Result<Response<GetResultResponse>, Status> {
+        self.job_call()?;
         Err(with_locator(Status::not_found("no such job"), "JobID"))
     }
 
@@ -200,7 +231,8 @@ impl ProcessService for Fake {
         &self,
         _: tonic::Request<DismissRequest>,
     ) -> Result<Response<DismissResponse>, Status> {
-        Err(Status::unimplemented("dismiss"))
+        self.job_call()?;
+        Err(with_locator(Status::not_found("no such job"), "JobID"))
     }
 
     type WatchJobStream =
@@ -581,15 +613,19 @@ async fn execute_is_never_retried() {
 // The JSON job API over fake nodes
 // ---------------------------------------------------------------------------------------------
 
-async fn post_job(nodes: &Nodes, body: &str) -> (StatusCode, Option<String>, Value) {
-    let router = wpsmesh_edge::jobs_api::router(wpsmesh_edge::jobs_api::JobsState {
-        nodes: nodes.clone(),
-        max_body: 64 * 1024,
-    });
-    let response = router
+/// One request through `app`: status, Retry-After and body.
+async fn send(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, Option<String>, String) {
+    let response = app
+        .clone()
         .oneshot(
-            Request::post("/api/wps/jobs")
-                .header("content-type", "application/json")
+            Request::builder()
+                .method(method)
+                .uri(uri)
                 .body(Body::from(body.to_owned()))
                 .unwrap(),
         )
@@ -604,8 +640,20 @@ async fn post_job(nodes: &Nodes, body: &str) -> (StatusCode, Option<String>, Val
         .await
         .unwrap()
         .to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("not json: {}", String::from_utf8_lossy(&bytes)));
+    (
+        status,
+        retry_after,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+async fn post_job(nodes: &Nodes, body: &str) -> (StatusCode, Option<String>, Value) {
+    let router = wpsmesh_edge::jobs_api::router(wpsmesh_edge::jobs_api::JobsState {
+        nodes: nodes.clone(),
+        max_body: 64 * 1024,
+    });
+    let (status, retry_after, text) = send(&router, "POST", "/api/wps/jobs", body).await;
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not json: {text}"));
     (status, retry_after, value)
 }
 
@@ -716,9 +764,9 @@ async fn json_job_errors_have_the_right_status() {
             Some("X"),
         ),
         (
-            r#"{"identifier": "native:buffer", "mode": "async"}"#,
-            StatusCode::NOT_IMPLEMENTED,
-            "OptionNotSupported",
+            r#"{"identifier": "native:buffer", "mode": "later"}"#,
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
             Some("mode"),
         ),
         (
@@ -757,6 +805,193 @@ async fn json_job_errors_have_the_right_status() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(retry_after.as_deref(), Some("5"));
     assert_eq!(answer["error"]["code"], "ServerBusy");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asynchronous jobs: node errors as WPS and JSON clients see them
+// ---------------------------------------------------------------------------------------------
+
+const V1_ASYNC: &str = r#"<wps:Execute service="WPS" version="1.0.0" xmlns:wps="http://www.opengis.net/wps/1.0.0" xmlns:ows="http://www.opengis.net/ows/1.1"><ows:Identifier>native:buffer</ows:Identifier><wps:ResponseForm><wps:ResponseDocument storeExecuteResponse="true" status="true"/></wps:ResponseForm></wps:Execute>"#;
+const V2_ASYNC: &str = r#"<wps:Execute service="WPS" version="2.0.0" mode="async" response="document" xmlns:wps="http://www.opengis.net/wps/2.0" xmlns:ows="http://www.opengis.net/ows/2.0"><ows:Identifier>native:buffer</ows:Identifier></wps:Execute>"#;
+const JSON_ASYNC: &str = r#"{"identifier": "native:buffer", "mode": "async"}"#;
+
+/// The whole edge over `nodes` (storage unused: a lazy channel to nowhere).
+fn edge(nodes: &Nodes) -> axum::Router {
+    let storage =
+        wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient::new(
+            tonic::transport::Channel::from_static("http://127.0.0.1:9").connect_lazy(),
+        );
+    let config = wpsmesh_edge::Config {
+        public_url: "http://edge.test".into(),
+        ..Default::default()
+    };
+    wpsmesh_edge::app(&config, nodes.clone(), storage)
+}
+
+fn job_calls(nodes: &[&FakeNode]) -> usize {
+    nodes
+        .iter()
+        .map(|n| n.b().job_calls.load(Ordering::SeqCst))
+        .sum()
+}
+
+/// Every job request of every API, with the exception code (WPS) or error code (JSON) wanted.
+fn job_requests() -> Vec<(&'static str, String, &'static str)> {
+    vec![
+        ("POST", "/api/wps".into(), V1_ASYNC),
+        ("POST", "/api/wps".into(), V2_ASYNC),
+        (
+            "GET",
+            format!("/api/wps?service=WPS&request=GetStatus&version=2.0.0&jobId={JOB}"),
+            "",
+        ),
+        (
+            "GET",
+            format!("/api/wps?service=WPS&request=GetResult&version=2.0.0&jobId={JOB}"),
+            "",
+        ),
+        ("GET", format!("/api/wps/status/{JOB}"), ""),
+        ("POST", "/api/wps/jobs".into(), JSON_ASYNC),
+        ("GET", format!("/api/wps/jobs/{JOB}"), ""),
+        ("DELETE", format!("/api/wps/jobs/{JOB}"), ""),
+    ]
+}
+
+#[tokio::test]
+async fn a_job_store_outage_is_503_naming_the_job_store_and_not_retried() {
+    init_logs();
+    let (a, b) = (FakeNode::start("a").await, FakeNode::start("b").await);
+    let nodes = started(&static_config(&[&a, &b]), 2).await;
+    let mut down = Status::unavailable(
+        "job store unavailable: redis at redis://127.0.0.1:6379: connection refused",
+    );
+    down.metadata_mut()
+        .insert("wpsmesh-dependency", "job-store".parse().unwrap());
+    for node in [&a, &b] {
+        *node.b().job_error.lock().unwrap() = Some(down.clone());
+    }
+    let app = edge(&nodes);
+    let requests = job_requests();
+    for (method, uri, body) in &requests {
+        let (status, retry_after, answer) = send(&app, method, uri, body).await;
+        let what = format!("{method} {uri} {body}");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {answer}");
+        assert_eq!(retry_after.as_deref(), Some("5"), "{what}");
+        assert!(
+            answer.contains("job store unavailable: redis"),
+            "{what}: {answer}"
+        );
+        if uri.starts_with("/api/wps/jobs") {
+            let json: Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(json["error"]["code"], "NoApplicableCode", "{what}");
+        } else {
+            assert!(
+                answer.contains(r#"exceptionCode="NoApplicableCode""#),
+                "{what}: {answer}"
+            );
+        }
+    }
+    // One node call per request: another node shares the same job store.
+    assert_eq!(job_calls(&[&a, &b]), requests.len());
+    let metrics = send(&app, "GET", "/metrics", "").await.2;
+    for line in [
+        r#"wpsmesh_edge_job_requests_total{operation="submit"} 3"#,
+        r#"wpsmesh_edge_job_requests_total{operation="status"} 3"#,
+        r#"wpsmesh_edge_job_requests_total{operation="result"} 1"#,
+        r#"wpsmesh_edge_job_requests_total{operation="dismiss"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_full_job_queue_is_server_busy() {
+    init_logs();
+    let a = FakeNode::start("a").await;
+    let nodes = started(&static_config(&[&a]), 1).await;
+    *a.b().job_error.lock().unwrap() = Some(Status::resource_exhausted(
+        "job queue is full (1000 jobs waiting)",
+    ));
+    let app = edge(&nodes);
+    for body in [V1_ASYNC, V2_ASYNC] {
+        let (status, retry_after, answer) = send(&app, "POST", "/api/wps", body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+        assert_eq!(retry_after.as_deref(), Some("5"));
+        assert!(
+            answer.contains(r#"exceptionCode="ServerBusy""#)
+                && answer.contains("job queue is full"),
+            "{answer}"
+        );
+    }
+    let (status, retry_after, answer) = send(&app, "POST", "/api/wps/jobs", JSON_ASYNC).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    let json: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(json["error"]["code"], "ServerBusy");
+    assert_eq!(json["status"]["status"], "failed");
+    assert_eq!(a.b().job_calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn malformed_job_ids_never_reach_a_node_and_unknown_jobs_are_not_found() {
+    init_logs();
+    let a = FakeNode::start("a").await;
+    let nodes = started(&static_config(&[&a]), 1).await;
+    let app = edge(&nodes);
+    let upper = JOB.to_uppercase();
+    for (method, uri) in [
+        ("GET", "/api/wps/status/nope".to_owned()),
+        ("GET", format!("/api/wps/status/{upper}")),
+        (
+            "GET",
+            "/api/wps?service=WPS&request=GetStatus&version=1.0.0&jobId=nope".into(),
+        ),
+        (
+            "GET",
+            "/api/wps?service=WPS&request=GetStatus&version=2.0.0&jobId=nope".into(),
+        ),
+        (
+            "GET",
+            "/api/wps?service=WPS&request=GetResult&version=2.0.0&jobId=..%2F..".into(),
+        ),
+        (
+            "GET",
+            format!("/api/wps?service=WPS&request=Dismiss&version=2.0.0&jobId={JOB}0"),
+        ),
+    ] {
+        let (status, _, answer) = send(&app, method, &uri, "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {answer}");
+        assert!(
+            answer.contains(r#"exceptionCode="InvalidParameterValue" locator="JobID""#),
+            "{uri}: {answer}"
+        );
+    }
+    for method in ["GET", "DELETE"] {
+        let (status, _, answer) = send(&app, method, "/api/wps/jobs/nope", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method}: {answer}");
+        let json: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(
+            (&json["error"]["code"], &json["error"]["locator"]),
+            (&json!("InvalidParameterValue"), &json!("JobID"))
+        );
+    }
+    assert_eq!(a.b().job_calls.load(Ordering::SeqCst), 0);
+
+    // Well-formed ids the nodes do not know.
+    let (status, _, answer) = send(&app, "GET", &format!("/api/wps/status/{JOB}"), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert!(answer.contains(r#"exceptionCode="InvalidParameterValue" locator="JobID""#));
+    let get_status = format!("/api/wps?service=WPS&request=GetStatus&version=2.0.0&jobId={JOB}");
+    let (status, _, answer) = send(&app, "GET", &get_status, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer.contains(r#"exceptionCode="NoSuchJob" locator="JobID""#));
+    for method in ["GET", "DELETE"] {
+        let (status, _, answer) = send(&app, method, &format!("/api/wps/jobs/{JOB}"), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method}: {answer}");
+        let json: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(json["error"]["code"], "NoSuchJob");
+    }
+    assert_eq!(a.b().job_calls.load(Ordering::SeqCst), 4);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 //! The JSON job API of the original service: `POST /api/wps/jobs` with an identifier and a map
 //! of typed inputs, run synchronously with Execute on one balanced node (never retried), answered
-//! with the job status and the outputs (file outputs as storage references).
+//! with the job status and the outputs (file outputs as storage references); with
+//! `"mode": "async"` submitted as a job instead (201 and its Location), followed with
+//! `GET /api/wps/jobs/{id}` (the outputs once it succeeded) and dismissed with `DELETE`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -8,18 +10,21 @@ use std::time::{Instant, SystemTime};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use tracing::info;
 use wpsmesh_proto::wire::process::v1::{self as wire, JobState, output};
 
+use crate::jobs;
+use crate::metrics::job_call;
 use crate::nodes::Nodes;
 use crate::ows::{OwsCode, OwsError};
+use crate::wps::model::Mode;
 
 mod request;
 
@@ -33,11 +38,12 @@ pub struct JobsState {
     pub max_body: usize,
 }
 
-/// `POST /api/wps/jobs`.
+/// `POST /api/wps/jobs`, `GET` and `DELETE /api/wps/jobs/{job_id}`.
 pub fn router(state: JobsState) -> Router {
     let limit = state.max_body;
     Router::new()
         .route("/api/wps/jobs", post(execute))
+        .route("/api/wps/jobs/{job_id}", get(status).delete(dismiss))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(Arc::new(state))
 }
@@ -46,13 +52,58 @@ async fn execute(
     State(state): State<Arc<JobsState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match run(&state, body).await {
-        Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
-        Err(e) => error_response(&e),
+    let (request, mode) = match read(&state, body) {
+        Ok(read) => read,
+        Err(e) => return error_response(&e),
+    };
+    match mode {
+        Mode::Sync => match run(&state, request).await {
+            Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
+            Err(e) => error_response(&e),
+        },
+        Mode::Async => job_call(submit(&state, request).await, "submit"),
     }
 }
 
-async fn run(state: &JobsState, body: Result<Bytes, BytesRejection>) -> Result<Value, OwsError> {
+/// `"mode": "async"`: 201 with the accepted job and its Location.
+async fn submit(state: &JobsState, request: wire::ExecuteRequest) -> Response {
+    let job = match jobs::submit(&state.nodes, request).await {
+        Ok(job) => job,
+        Err(e) => return error_response(&e),
+    };
+    let mut response = (StatusCode::CREATED, axum::Json(job_json(&job, None))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/wps/jobs/{}", job.job_id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// `GET /api/wps/jobs/{job_id}`: the job's status, with its outputs once it succeeded.
+async fn status(State(state): State<Arc<JobsState>>, Path(job_id): Path<String>) -> Response {
+    let answer = match jobs::follow(&state.nodes, &job_id).await {
+        Ok((job, outputs)) => {
+            let outputs = (job.state() == JobState::Successful).then_some(outputs);
+            (StatusCode::OK, axum::Json(job_json(&job, outputs))).into_response()
+        }
+        Err(e) => error_response(&e),
+    };
+    job_call(answer, "status")
+}
+
+/// `DELETE /api/wps/jobs/{job_id}`: the job dismissed (cancelled if running, outputs deleted).
+async fn dismiss(State(state): State<Arc<JobsState>>, Path(job_id): Path<String>) -> Response {
+    let answer = match jobs::dismiss(&state.nodes, &job_id).await {
+        Ok(job) => (StatusCode::OK, axum::Json(job_json(&job, None))).into_response(),
+        Err(e) => error_response(&e),
+    };
+    job_call(answer, "dismiss")
+}
+
+/// The request body read into an ExecuteRequest and its mode.
+fn read(
+    state: &JobsState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(wire::ExecuteRequest, Mode), OwsError> {
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => OwsError::new(
             OwsCode::FileSizeExceeded,
@@ -63,7 +114,11 @@ async fn run(state: &JobsState, body: Result<Bytes, BytesRejection>) -> Result<V
     })?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| OwsError::invalid("body", format!("invalid json: {e}")))?;
-    let request = parse_request(value)?;
+    parse_request(value)
+}
+
+/// `"mode": "sync"`: Execute on one node, answered once the process finished.
+async fn run(state: &JobsState, request: wire::ExecuteRequest) -> Result<Value, OwsError> {
     let process = request.process_id.clone();
     let started = Instant::now();
     let response = state
@@ -80,7 +135,7 @@ async fn run(state: &JobsState, body: Result<Bytes, BytesRejection>) -> Result<V
     answer(response?)
 }
 
-/// The answer of the original service: status and outputs.
+/// The answer of the original service to a synchronous job: status and outputs.
 fn answer(response: wire::ExecuteResponse) -> Result<Value, OwsError> {
     let job = response.job.unwrap_or_default();
     let state = job.state();
@@ -88,15 +143,53 @@ fn answer(response: wire::ExecuteResponse) -> Result<Value, OwsError> {
         return Err(OwsError::internal(format!(
             "process {} ended {}: {}",
             job.process_id,
-            state
-                .as_str_name()
-                .trim_start_matches("JOB_STATE_")
-                .to_lowercase(),
+            jobs::state_name(state),
             job.message
         )));
     }
-    let mut outputs = Map::new();
-    for out in response.outputs {
+    Ok(job_json(&job, Some(response.outputs)))
+}
+
+/// A job as the API shows it: id, status, node and attempt, and the outputs when given.
+fn job_json(job: &wire::JobStatus, outputs: Option<Vec<wire::Output>>) -> Value {
+    let mut body = json!({
+        "jobID": job.job_id,
+        "status": status_json(job),
+        "node": job.node,
+        "attempt": job.attempt,
+    });
+    if let Some(outputs) = outputs {
+        body["outputs"] = Value::Object(outputs_json(outputs));
+    }
+    body
+}
+
+/// `{"status": accepted|running|succeeded|failed|dismissed, "time", "percent_done", "message"}`;
+/// the time is when the job reached its state (created, started, finished).
+fn status_json(job: &wire::JobStatus) -> Value {
+    let state = job.state();
+    let (time, percent) = match state {
+        JobState::Unspecified | JobState::Accepted => (&job.created_at, 0),
+        JobState::Running => (&job.started_at, job.percent_done.min(100)),
+        JobState::Successful => (&job.finished_at, 100),
+        JobState::Failed | JobState::Dismissed => (&job.finished_at, job.percent_done.min(100)),
+    };
+    let time = time
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .unwrap_or_else(SystemTime::now);
+    json!({
+        "status": jobs::state_name(state),
+        "time": rfc3339(time),
+        "percent_done": percent.to_string(),
+        "message": job.message,
+    })
+}
+
+/// Outputs by identifier: files as `{"href", "mimeType"}`, values inline; an output given more
+/// than once becomes a list.
+fn outputs_json(outputs: Vec<wire::Output>) -> Map<String, Value> {
+    let mut map = Map::new();
+    for out in outputs {
         let value = match out.value {
             Some(output::Value::Reference(r)) => json!({
                 "href": r.href,
@@ -120,28 +213,15 @@ fn answer(response: wire::ExecuteResponse) -> Result<Value, OwsError> {
             }
             None => Value::Null,
         };
-        match outputs.get_mut(&out.id) {
+        match map.get_mut(&out.id) {
             Some(Value::Array(values)) => values.push(value),
             Some(first) => *first = Value::Array(vec![first.take(), value]),
             None => {
-                outputs.insert(out.id, value);
+                map.insert(out.id, value);
             }
         }
     }
-    let time = job
-        .finished_at
-        .and_then(|t| SystemTime::try_from(t).ok())
-        .unwrap_or_else(SystemTime::now);
-    Ok(json!({
-        "status": {
-            "status": "succeeded",
-            "time": rfc3339(time),
-            "percent_done": "100",
-            "message": job.message,
-        },
-        "jobID": job.job_id,
-        "outputs": outputs,
-    }))
+    map
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -149,7 +229,8 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// An error as the job API answers it: a failed status plus the OWS code and locator, with the
-/// matching HTTP status (404 for an unknown process, 503 and Retry-After when no node is up).
+/// matching HTTP status (404 for an unknown process or job, 503 and Retry-After when no node
+/// or the job store is up).
 fn error_response(e: &OwsError) -> Response {
     let status = match e.code {
         OwsCode::NoSuchProcess | OwsCode::NoSuchJob => StatusCode::NOT_FOUND,

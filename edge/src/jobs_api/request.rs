@@ -10,9 +10,11 @@ use wpsmesh_proto::wire::process::v1::{
 };
 
 use crate::ows::OwsError;
+use crate::wps::model::Mode;
 
-/// Reads the request body into an ExecuteRequest; errors name the offending member.
-pub fn parse_request(body: Value) -> Result<ExecuteRequest, OwsError> {
+/// Reads the request body into an ExecuteRequest and its mode (`"mode"`, sync when absent);
+/// errors name the offending member.
+pub fn parse_request(body: Value) -> Result<(ExecuteRequest, Mode), OwsError> {
     let Value::Object(mut body) = body else {
         return Err(OwsError::invalid("body", "expected a json object"));
     };
@@ -23,22 +25,17 @@ pub fn parse_request(body: Value) -> Result<ExecuteRequest, OwsError> {
         }
         Some(_) => return Err(OwsError::invalid("identifier", "expected a string")),
     };
-    match body.remove("mode") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(m)) if m.eq_ignore_ascii_case("sync") => {}
-        Some(Value::String(m)) if m.eq_ignore_ascii_case("async") => {
-            return Err(OwsError::not_supported(
-                "mode",
-                "asynchronous jobs are not supported yet by the json job api: use \"mode\": \"sync\"",
-            ));
-        }
+    let mode = match body.remove("mode") {
+        None | Some(Value::Null) => Mode::Sync,
+        Some(Value::String(m)) if m.eq_ignore_ascii_case("sync") => Mode::Sync,
+        Some(Value::String(m)) if m.eq_ignore_ascii_case("async") => Mode::Async,
         Some(other) => {
             return Err(OwsError::invalid(
                 "mode",
                 format!("expected \"sync\" or \"async\", got {other}"),
             ));
         }
-    }
+    };
     let mut inputs = Vec::new();
     match body.remove("inputs") {
         None | Some(Value::Null) => {}
@@ -75,12 +72,13 @@ pub fn parse_request(body: Value) -> Result<ExecuteRequest, OwsError> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(OwsError::invalid("outputs", "expected an object or a list")),
     };
-    Ok(ExecuteRequest {
+    let request = ExecuteRequest {
         process_id,
         inputs,
         outputs,
         timeout: None,
-    })
+    };
+    Ok((request, mode))
 }
 
 fn text(map: &Map<String, Value>, key: &str) -> String {
@@ -248,7 +246,7 @@ mod tests {
 
     #[test]
     fn reads_every_input_kind_and_the_outputs() {
-        let request = parse_request(json!({
+        let (request, mode) = parse_request(json!({
             "identifier": " native:buffer ",
             "inputs": {
                 "DISTANCE": {"type": "literal", "value": 10},
@@ -260,7 +258,10 @@ mod tests {
             "outputs": {"OUTPUT": {"transmission": "value"}, "OTHER": null},
         }))
         .unwrap();
-        assert_eq!(request.process_id, "native:buffer");
+        assert_eq!(
+            (request.process_id.as_str(), mode),
+            ("native:buffer", Mode::Sync)
+        );
         let find = |id: &'static str| request.inputs.iter().filter(move |i| i.id == id);
         assert_eq!(literal(find("DISTANCE").next().unwrap()), "10");
         assert_eq!(literal(find("BARE").next().unwrap()), "2.5");
@@ -275,8 +276,13 @@ mod tests {
             .map(|o| (o.id.as_str(), o.as_reference))
             .collect();
         assert_eq!(outputs, [("OTHER", true), ("OUTPUT", false)]);
-        let listed = parse_request(json!({"identifier": "a:b", "outputs": ["OUTPUT"]})).unwrap();
-        assert_eq!(listed.outputs[0].id, "OUTPUT");
+        let (listed, mode) =
+            parse_request(json!({"identifier": "a:b", "outputs": ["OUTPUT"], "mode": "ASYNC"}))
+                .unwrap();
+        assert_eq!(
+            (listed.outputs[0].id.as_str(), mode),
+            ("OUTPUT", Mode::Async)
+        );
     }
 
     #[test]
@@ -308,7 +314,7 @@ mod tests {
             locator(json!({"identifier": "a:b", "mode": "later"})),
             "mode"
         );
-        let async_mode = parse_request(json!({"identifier": "a:b", "mode": "async"})).unwrap_err();
-        assert_eq!(async_mode.code, OwsCode::OptionNotSupported);
+        let bad_mode = parse_request(json!({"identifier": "a:b", "mode": 1})).unwrap_err();
+        assert_eq!(bad_mode.code, OwsCode::InvalidParameterValue);
     }
 }

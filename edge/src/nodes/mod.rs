@@ -103,8 +103,8 @@ impl Nodes {
             .map_err(|s| OwsError::from_status(&s))
     }
 
-    /// A call that may run more than once: on UNAVAILABLE (including connection errors) it is
-    /// retried on another node, at most [`DiscoveryConfig::retries`] times. Only for
+    /// A call that may run more than once: on UNAVAILABLE (including connection errors, but
+    /// not a shared dependency of the nodes down) it is retried on another node, at most [`DiscoveryConfig::retries`] times. Only for
     /// Describe/List/GetStatus/GetResult; Execute and Submit go through [`Nodes::call`].
     pub async fn call_idempotent<T, F, Fut>(&self, mut f: F) -> Result<T, OwsError>
     where
@@ -117,7 +117,13 @@ impl Nodes {
             let uri = node.uri.clone();
             let status = match f(client_for(node)).await {
                 Ok(response) => return Ok(response.into_inner()),
-                Err(status) if status.code() == Code::Unavailable => status,
+                // A shared dependency (the job store) down is down for every node.
+                Err(status)
+                    if status.code() == Code::Unavailable
+                        && crate::ows::dependency(&status).is_none() =>
+                {
+                    status
+                }
                 Err(status) => return Err(OwsError::from_status(&status)),
             };
             tried.push(uri.clone());

@@ -1,6 +1,7 @@
 //! `/api/wps`: KVP (GET) and XML (POST) requests of both versions, parsed, answered from the
 //! catalog cache or by calling a node, and written in the request's version; every error an
-//! OWS ExceptionReport with its HTTP status.
+//! OWS ExceptionReport with its HTTP status. `/api/wps/status/{job_id}`: the WPS 1.0.0
+//! statusLocation of an asynchronous job, an ExecuteResponse following it.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -8,7 +9,7 @@ use std::time::SystemTime;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,10 +18,12 @@ use tracing::info;
 use wpsmesh_proto::wire::process::v1::{self as wire, output};
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 
-use super::model::{Execute, Mode, ResponseForm, Version, WpsRequest};
+use super::model::{Execute, ResponseForm, Version, WpsRequest};
 use super::request::{parse_kvp, parse_xml, resolve_bboxes};
 use super::{Service, v1, v2};
 use crate::catalog::Catalog;
+use crate::jobs;
+use crate::metrics::job_call;
 use crate::nodes::Nodes;
 use crate::ows::{OwsCode, OwsError};
 
@@ -38,6 +41,7 @@ pub fn router(state: Arc<WpsState>) -> Router {
     let limit = state.max_body;
     Router::new()
         .route("/api/wps", get(kvp).post(xml))
+        .route("/api/wps/status/{job_id}", get(status_location))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -86,12 +90,48 @@ async fn answer(state: &WpsState, parsed: Result<WpsRequest, OwsError>, hint: Ve
         }
     };
     let operation = operation_name(&request);
-    match dispatch(state, request).await {
+    let job_operation = job_operation(&request);
+    let response = match dispatch(state, request).await {
         Ok(response) => response,
         Err((version, e)) => {
             info!(operation, code = e.code.as_str(), locator = ?e.locator, error = %e.text, "wps request refused");
             exception(version, &e)
         }
+    };
+    match job_operation {
+        Some(job_operation) => job_call(response, job_operation),
+        None => response,
+    }
+}
+
+/// `GET /api/wps/status/{job_id}`: the WPS 1.0.0 statusLocation; an unknown job is a 404.
+async fn status_location(
+    State(state): State<Arc<WpsState>>,
+    Path(job_id): Path<String>,
+) -> Response {
+    let response = match v1_status(&state, &job_id).await {
+        Ok(response) => response,
+        Err(e) => {
+            info!(code = e.code.as_str(), locator = ?e.locator, error = %e.text, "wps status refused");
+            let e = if e.code == OwsCode::NoSuchJob {
+                e.with_status(StatusCode::NOT_FOUND)
+            } else {
+                e
+            };
+            exception(Version::V100, &e)
+        }
+    };
+    job_call(response, "status")
+}
+
+/// The job operation (metrics) a request makes, if any.
+fn job_operation(request: &WpsRequest) -> Option<&'static str> {
+    match request {
+        WpsRequest::Execute(e) if e.submits() => Some("submit"),
+        WpsRequest::GetStatus { .. } => Some("status"),
+        WpsRequest::GetResult { .. } => Some("result"),
+        WpsRequest::Dismiss { .. } => Some("dismiss"),
+        _ => None,
     }
 }
 
@@ -133,53 +173,96 @@ async fn dispatch(state: &WpsState, request: WpsRequest) -> Answer {
             let version = execute.version;
             run(state, *execute).await.map_err(|e| (version, e))
         }
+        WpsRequest::GetStatus {
+            version: Version::V100,
+            job_id,
+        } => v1_status(state, &job_id)
+            .await
+            .map_err(|e| (Version::V100, e)),
         WpsRequest::GetStatus { version, job_id } => {
-            let request = wire::GetStatusRequest { job_id };
-            let status = state
-                .nodes
-                .call_idempotent(|mut c| {
-                    let request = request.clone();
-                    async move { c.get_status(request).await }
-                })
+            let job = jobs::status(&state.nodes, &job_id)
                 .await
                 .map_err(|e| (version, e))?;
-            let job = status.job.unwrap_or_default();
-            Ok(xml_response(
-                StatusCode::OK,
-                v2::status_info(&job, None, None),
-            ))
+            Ok(status_info(&job))
         }
         WpsRequest::GetResult { version, job_id } => {
-            let request = wire::GetResultRequest { job_id };
-            let result = state
-                .nodes
-                .call_idempotent(|mut c| {
-                    let request = request.clone();
-                    async move { c.get_result(request).await }
-                })
+            let result = jobs::result(&state.nodes, &job_id)
                 .await
                 .map_err(|e| (version, e))?;
             let job = result.job.unwrap_or_default();
-            let expires = job.expires_at.and_then(|t| SystemTime::try_from(t).ok());
             Ok(xml_response(
                 StatusCode::OK,
-                v2::result(&job.job_id, expires, &result.outputs),
+                v2::result(&job.job_id, expiry(&job), &result.outputs),
             ))
         }
         WpsRequest::Dismiss { version, job_id } => {
-            let request = wire::DismissRequest { job_id };
-            let dismissed = state
-                .nodes
-                .call(|mut c| async move { c.dismiss(request).await })
+            let job = jobs::dismiss(&state.nodes, &job_id)
                 .await
                 .map_err(|e| (version, e))?;
-            let job = dismissed.job.unwrap_or_default();
-            Ok(xml_response(
-                StatusCode::OK,
-                v2::status_info(&job, None, None),
-            ))
+            Ok(status_info(&job))
         }
     }
+}
+
+/// A WPS 2.0 StatusInfo of `job`, with a NextPoll while it is pending.
+fn status_info(job: &wire::JobStatus) -> Response {
+    let next_poll = SystemTime::now() + jobs::POLL_INTERVAL;
+    xml_response(StatusCode::OK, v2::status_info(job, Some(next_poll), None))
+}
+
+fn expiry(job: &wire::JobStatus) -> Option<SystemTime> {
+    job.expires_at.and_then(|t| SystemTime::try_from(t).ok())
+}
+
+/// The WPS 1.0.0 ExecuteResponse of job `job_id` as it stands (its statusLocation document):
+/// outputs once it succeeded, titles from the cached description of its process.
+async fn v1_status(state: &WpsState, job_id: &str) -> Result<Response, OwsError> {
+    let (job, outputs) = jobs::follow(&state.nodes, job_id).await?;
+    let description = state
+        .catalog
+        .describe(&state.nodes, &job.process_id)
+        .await
+        .ok();
+    let location = v1::status_location(&state.service, &job.job_id);
+    let doc = v1_document(
+        state,
+        &job,
+        description.as_deref(),
+        &outputs,
+        None,
+        Some(&location),
+    );
+    Ok(xml_response(StatusCode::OK, doc))
+}
+
+/// A WPS 1.0.0 ExecuteResponse of `job`, written now; the process summary comes from
+/// `description` (just the job's process id without one).
+fn v1_document(
+    state: &WpsState,
+    job: &wire::JobStatus,
+    description: Option<&wire::ProcessDescription>,
+    outputs: &[wire::Output],
+    lineage: Option<v1::Lineage<'_>>,
+    status_location: Option<&str>,
+) -> String {
+    let summary = description
+        .and_then(|d| d.summary.clone())
+        .unwrap_or_else(|| wire::ProcessSummary {
+            id: job.process_id.clone(),
+            ..Default::default()
+        });
+    v1::execute_response(
+        &state.service,
+        &v1::ExecuteResponseArgs {
+            process: &summary,
+            description,
+            status: job,
+            outputs,
+            lineage,
+            status_location,
+            creation_time: SystemTime::now(),
+        },
+    )
 }
 
 /// The highest version both sides speak; all of ours when the client names none.
@@ -241,22 +324,6 @@ async fn describe(
 }
 
 async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsError> {
-    if execute.mode == Mode::Async {
-        let locator = match execute.version {
-            Version::V100 => "storeExecuteResponse",
-            Version::V200 => "mode",
-        };
-        return Err(OwsError::not_supported(
-            locator,
-            "asynchronous execution is not available yet: execute synchronously",
-        ));
-    }
-    if let ResponseForm::Document { store: true, .. } = execute.response {
-        return Err(OwsError::not_supported(
-            "storeExecuteResponse",
-            "stored execute responses come with asynchronous execution, not available yet",
-        ));
-    }
     let description = state
         .catalog
         .describe(&state.nodes, &execute.request.process_id)
@@ -268,6 +335,16 @@ async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsErro
             _ => e,
         })?;
     resolve_bboxes(&mut execute.request, &description)?;
+    let lineage = match execute.response {
+        ResponseForm::Document { lineage: true, .. } => Some(v1::Lineage {
+            inputs: &execute.request.inputs,
+            outputs: &execute.request.outputs,
+        }),
+        _ => None,
+    };
+    if execute.submits() {
+        return submit(state, &execute, &description, lineage).await;
+    }
     let request = execute.request.clone();
     let process = request.process_id.clone();
     let result = state
@@ -278,33 +355,63 @@ async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsErro
     info!(process = %process, job = %job.job_id, "wps execute done");
     match execute.response {
         ResponseForm::Raw { output } => raw_output(state, &result.outputs, &output).await,
-        ResponseForm::Document { lineage, .. } => {
+        ResponseForm::Document { .. } => {
             let doc = match execute.version {
-                Version::V100 => {
-                    let summary = description.summary.clone().unwrap_or_default();
-                    v1::execute_response(
-                        &state.service,
-                        &v1::ExecuteResponseArgs {
-                            process: &summary,
-                            description: Some(&description),
-                            status: &job,
-                            outputs: &result.outputs,
-                            lineage: lineage.then_some(v1::Lineage {
-                                inputs: &execute.request.inputs,
-                                outputs: &execute.request.outputs,
-                            }),
-                            status_location: None,
-                            creation_time: SystemTime::now(),
-                        },
-                    )
-                }
-                Version::V200 => {
-                    let expires = job.expires_at.and_then(|t| SystemTime::try_from(t).ok());
-                    v2::result(&job.job_id, expires, &result.outputs)
-                }
+                Version::V100 => v1_document(
+                    state,
+                    &job,
+                    Some(&description),
+                    &result.outputs,
+                    lineage,
+                    None,
+                ),
+                Version::V200 => v2::result(&job.job_id, expiry(&job), &result.outputs),
             };
             Ok(xml_response(StatusCode::OK, doc))
         }
+    }
+}
+
+/// Queues `execute` as a job on one node: a WPS 1.0.0 ExecuteResponse with ProcessAccepted and
+/// the statusLocation, or a WPS 2.0 StatusInfo (Accepted).
+async fn submit(
+    state: &WpsState,
+    execute: &Execute,
+    description: &wire::ProcessDescription,
+    lineage: Option<v1::Lineage<'_>>,
+) -> Result<Response, OwsError> {
+    if !description
+        .summary
+        .as_ref()
+        .is_some_and(|s| s.async_supported)
+    {
+        let locator = match execute.version {
+            Version::V100 => "storeExecuteResponse",
+            Version::V200 => "mode",
+        };
+        return Err(OwsError::not_supported(
+            locator,
+            format!(
+                "process {} runs synchronously only",
+                execute.request.process_id
+            ),
+        ));
+    }
+    let job = jobs::submit(&state.nodes, execute.request.clone()).await?;
+    match execute.version {
+        Version::V100 => {
+            let location = v1::status_location(&state.service, &job.job_id);
+            let doc = v1_document(
+                state,
+                &job,
+                Some(description),
+                &[],
+                lineage,
+                Some(&location),
+            );
+            Ok(xml_response(StatusCode::OK, doc))
+        }
+        Version::V200 => Ok(status_info(&job)),
     }
 }
 

@@ -82,3 +82,13 @@ pub struct Execute {
     pub mode: Mode,
     pub response: ResponseForm,
 }
+
+impl Execute {
+    /// Whether the request runs as an asynchronous job: WPS 2.0 `mode="async"`, or WPS 1.0.0
+    /// `storeExecuteResponse="true"` (with or without `status`: the stored response is the
+    /// job's statusLocation either way).
+    pub fn submits(&self) -> bool {
+        self.mode == Mode::Async
+            || matches!(self.response, ResponseForm::Document { store: true, .. })
+    }
+}

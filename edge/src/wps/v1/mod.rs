@@ -31,6 +31,12 @@ pub(crate) fn root<'a>(x: &'a mut Xml, name: &'static str, schema: &str) -> xml:
         .attr("xml:lang", LANG)
 }
 
+/// The statusLocation of job `job_id`: `{public_url}/api/wps/status/{job_id}`, served by the
+/// edge itself (an ExecuteResponse following the job).
+pub fn status_location(service: &Service, job_id: &str) -> String {
+    format!("{}/status/{job_id}", service.url)
+}
+
 /// `wps:processVersion`: the process's version, `1.0.0` when it has none.
 pub(crate) fn process_version(summary: &wire::ProcessSummary) -> &str {
     xml::or(&summary.version, VERSION)
