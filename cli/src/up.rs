@@ -80,6 +80,8 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
     let workers = args
         .workers
         .unwrap_or_else(|| (cores / usize::from(args.nodes.max(1))).max(1));
+    // One job store for every node: the in-process one unless the config names Redis.
+    let store = wpsmesh_node::store::open(&config.node.jobs).await?;
     let mut node_uris = Vec::new();
     for i in 0..args.nodes {
         let mut node = config.node.clone();
@@ -95,7 +97,12 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
             i + 1,
             node.listen
         );
-        services.spawn(wpsmesh_node::run(node, listener, stopped()));
+        services.spawn(wpsmesh_node::run_with_store(
+            node,
+            store.clone(),
+            listener,
+            stopped(),
+        ));
     }
     let mut edge = config.edge.clone();
     edge.storage = format!("http://127.0.0.1:{}", storage_addr.port());

@@ -2,12 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::fetch::FetchConfig;
 use crate::pool::PoolConfig;
+use crate::store::JobsConfig;
 use wpsmesh_runtime::consul::ConsulConfig;
 
 /// Everything a node needs.
@@ -24,9 +24,8 @@ pub struct Config {
     pub work_dir: PathBuf,
     /// Largest complex output returned inline (as value); larger ones become references.
     pub max_inline_bytes: u64,
-    /// How long finished jobs (and their outputs) are kept.
-    #[serde(with = "humantime_serde")]
-    pub job_ttl: Duration,
+    /// Asynchronous jobs: store, leases, retries, queue bound, expiry.
+    pub jobs: JobsConfig,
     pub pool: PoolConfig,
     pub fetch: FetchConfig,
     pub consul: ConsulConfig,
@@ -40,7 +39,7 @@ impl Default for Config {
             public_url: "http://localhost:9000".into(),
             work_dir: std::env::temp_dir().join("wpsmesh-node"),
             max_inline_bytes: 8 * 1024 * 1024,
-            job_ttl: Duration::from_secs(24 * 3600),
+            jobs: JobsConfig::default(),
             pool: PoolConfig::default(),
             fetch: FetchConfig::default(),
             consul: ConsulConfig::default(),

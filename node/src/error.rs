@@ -5,9 +5,14 @@ use tonic::Code;
 
 use crate::fetch::FetchError;
 use crate::pool::PoolError;
+use crate::store::StoreError;
 
 /// Metadata key naming the parameter an error is about.
 pub const LOCATOR_KEY: &str = "wpsmesh-locator";
+
+/// Metadata key naming the dependency that is unavailable (`job-store`), so the edge can tell
+/// "no node" from "the job store is down".
+pub const DEPENDENCY_KEY: &str = "wpsmesh-dependency";
 
 /// Everything a ProcessService call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +27,8 @@ pub enum NodeError {
     Pool(#[from] PoolError),
     #[error("job {0:?} not found")]
     JobNotFound(String),
+    #[error("job {0} was dismissed; its outputs are deleted")]
+    JobDismissed(String),
     #[error("job {id} is {state}: {message}")]
     JobNotReady {
         id: String,
@@ -30,6 +37,8 @@ pub enum NodeError {
     },
     #[error("storage: {0}")]
     Storage(tonic::Status),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("node i/o failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -50,14 +59,16 @@ impl NodeError {
             Self::Fetch(e) => e.input(),
             Self::Pool(PoolError::Parameter { name, .. }) if !name.is_empty() => Some(name),
             Self::Pool(PoolError::UnknownProcess { .. }) => Some("Identifier"),
-            Self::JobNotFound(_) => Some("JobID"),
+            Self::JobNotFound(_) | Self::JobDismissed(_) => Some("JobID"),
             _ => None,
         }
     }
 
     pub fn code(&self) -> Code {
         match self {
-            Self::UnknownProcess(_) | Self::JobNotFound(_) => Code::NotFound,
+            Self::UnknownProcess(_) | Self::JobNotFound(_) | Self::JobDismissed(_) => {
+                Code::NotFound
+            }
             Self::InvalidParameter { .. } => Code::InvalidArgument,
             Self::Fetch(e) => e.code(),
             Self::Pool(p) => match p {
@@ -75,6 +86,9 @@ impl NodeError {
                 Code::NotFound | Code::InvalidArgument => Code::Internal,
                 c => c,
             },
+            Self::Store(StoreError::Unavailable(_)) => Code::Unavailable,
+            Self::Store(StoreError::QueueFull { .. }) => Code::ResourceExhausted,
+            Self::Store(StoreError::Corrupt { .. }) => Code::Internal,
             Self::Io(_) => Code::Internal,
         }
     }
@@ -87,6 +101,12 @@ impl From<NodeError> for tonic::Status {
             && let Ok(v) = locator.parse()
         {
             status.metadata_mut().insert(LOCATOR_KEY, v);
+        }
+        if let NodeError::Store(StoreError::Unavailable(_)) = &e {
+            status.metadata_mut().insert(
+                DEPENDENCY_KEY,
+                tonic::metadata::MetadataValue::from_static("job-store"),
+            );
         }
         status
     }

@@ -80,23 +80,45 @@ impl Jobs {
         job
     }
 
+    /// Registers a job the store handed to this node (its status as the store has it).
+    pub fn adopt(&self, status: wire::JobStatus) -> Arc<Job> {
+        let job = Arc::new(Job {
+            id: status.job_id.clone(),
+            status: watch::Sender::new(status),
+            log: Mutex::default(),
+            result: Mutex::default(),
+            cancel: CancellationToken::new(),
+        });
+        lock(&self.map).insert(job.id.clone(), job.clone());
+        job
+    }
+
+    /// Forgets a job (its record lives on in the store).
+    pub fn remove(&self, id: &str) {
+        lock(&self.map).remove(id);
+    }
+
+    /// The job if it is known here.
+    pub fn find(&self, id: &str) -> Option<Arc<Job>> {
+        lock(&self.map).get(id).cloned()
+    }
+
     pub fn get(&self, id: &str) -> Result<Arc<Job>, NodeError> {
-        lock(&self.map)
-            .get(id)
-            .cloned()
+        self.find(id)
             .ok_or_else(|| NodeError::JobNotFound(id.chars().take(64).collect()))
     }
 
-    /// Removes and returns the jobs whose expiry has passed.
+    /// Removes and returns the finished jobs whose expiry has passed.
     pub fn take_expired(&self, now: SystemTime) -> Vec<Arc<Job>> {
         let mut map = lock(&self.map);
         let expired: Vec<String> = map
             .iter()
             .filter(|(_, j)| {
-                j.status()
-                    .expires_at
-                    .and_then(|t| SystemTime::try_from(t).ok())
-                    .is_some_and(|t| t <= now)
+                let s = j.status();
+                is_terminal(s.state)
+                    && s.expires_at
+                        .and_then(|t| SystemTime::try_from(t).ok())
+                        .is_some_and(|t| t <= now)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -244,8 +266,10 @@ mod tests {
     fn expired_jobs_are_taken_out() {
         let jobs = Jobs::new("n".into(), Duration::from_secs(1));
         let job = jobs.create("p");
-        assert!(jobs.take_expired(SystemTime::now()).is_empty());
         let later = SystemTime::now() + Duration::from_secs(2);
+        assert!(jobs.take_expired(later).is_empty(), "still running");
+        job.finish(Ok(vec![]));
+        assert!(jobs.take_expired(SystemTime::now()).is_empty());
         assert_eq!(jobs.take_expired(later).len(), 1);
         assert!(jobs.get(&job.id).is_err());
     }

@@ -13,14 +13,15 @@ pub mod fetch;
 pub mod jobs;
 pub mod outputs;
 pub mod pool;
+pub mod scheduler;
 pub mod service;
 pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 use wpsmesh_proto::wire::process::v1::process_service_server::ProcessServiceServer;
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
@@ -28,10 +29,23 @@ use wpsmesh_runtime::grpc;
 
 pub use config::Config;
 pub use error::NodeError;
+pub use store::JobStore;
 
-/// Serves a node on `listener` until `shutdown` resolves.
+/// Serves a node on `listener` until `shutdown` resolves, with the job store its config names.
 pub async fn run(
     config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = store::open(&config.jobs).await?;
+    run_with_store(config, store, listener, shutdown).await
+}
+
+/// Serves a node with a given job store (`wpsmesh up` shares one in-process store among its
+/// nodes).
+pub async fn run_with_store(
+    config: Config,
+    store: Arc<dyn JobStore>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -58,7 +72,7 @@ pub async fn run(
     );
 
     let node_name = format!("{}:{}", config.consul.advertise_host(), addr.port());
-    let jobs = Arc::new(jobs::Jobs::new(node_name, config.job_ttl));
+    let jobs = Arc::new(jobs::Jobs::new(node_name.clone(), config.jobs.ttl));
     let executor = Arc::new(execute::Executor {
         catalog: Arc::new(catalog),
         pool: pool.clone(),
@@ -69,17 +83,16 @@ pub async fn run(
         max_inline_bytes: config.max_inline_bytes,
         max_timeout: config.pool.job_timeout,
     });
-    let service = service::ProcessService::new(executor, jobs);
-    let sweeper = {
-        let service = service.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                service.sweep().await;
-            }
-        })
-    };
+    let service = service::ProcessService::new(executor.clone(), jobs.clone(), store.clone());
+    let scheduler = Arc::new(scheduler::Scheduler {
+        store,
+        executor,
+        jobs,
+        node: node_name,
+        config: config.jobs.clone(),
+        stop: CancellationToken::new(),
+    });
+    let mut scheduling = scheduler.start();
 
     let (router, health) = grpc::with_health_and_reflection(grpc::server());
     let router = router.add_service(
@@ -106,8 +119,17 @@ pub async fn run(
     registration.deregister().await;
     let _ = stop_tx.send(());
     serving.await??;
-    sweeper.abort();
+    // No new claims; claimed jobs get a lease's time to finish, then the pool's shutdown cuts
+    // them short and they are retried elsewhere once their lease runs out.
+    scheduler.stop.cancel();
+    let drained = tokio::time::timeout(config.jobs.lease, async {
+        while scheduling.join_next().await.is_some() {}
+    })
+    .await;
     pool.shutdown().await;
+    if drained.is_err() {
+        while scheduling.join_next().await.is_some() {}
+    }
     info!("node stopped");
     Ok(())
 }

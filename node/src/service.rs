@@ -1,32 +1,42 @@
-//! The tonic `ProcessService`: List/Describe from the catalog, Execute/Submit through the
-//! executor, and the job calls from the in-process job table.
+//! The tonic `ProcessService`: List/Describe from the catalog, Execute through the executor,
+//! Submit into the job store (the scheduler runs it), and the job calls answered from the store
+//! (any node answers for any job) or, for synchronous jobs, from this node's job table.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
-use wpsmesh_proto::wire::process::v1::{self as wire, process_service_server};
-use wpsmesh_proto::wire::storage::v1::DeleteRequest;
+use wpsmesh_proto::wire::process::v1::{self as wire, JobState, process_service_server};
 
 use crate::error::NodeError;
 use crate::execute::{Executor, check};
 use crate::jobs::{Job, JobResult, Jobs, is_terminal};
+use crate::outputs;
+use crate::store::{JobRecord, JobStore, NewJob, Outcome, new_job_id};
 
 /// Serves `wpsmesh.process.v1.ProcessService`.
 #[derive(Clone)]
 pub struct ProcessService {
     executor: Arc<Executor>,
+    /// Synchronous jobs, and the asynchronous ones running here.
     jobs: Arc<Jobs>,
+    /// Asynchronous jobs, wherever they run.
+    store: Arc<dyn JobStore>,
 }
 
 impl ProcessService {
-    pub fn new(executor: Arc<Executor>, jobs: Arc<Jobs>) -> Self {
-        Self { executor, jobs }
+    pub fn new(executor: Arc<Executor>, jobs: Arc<Jobs>, store: Arc<dyn JobStore>) -> Self {
+        Self {
+            executor,
+            jobs,
+            store,
+        }
     }
 
-    /// Runs a job to its end, recording the result in the job table.
+    /// Runs a synchronous job to its end, recording the result in the job table.
     async fn run_job(
         &self,
         job: &Job,
@@ -47,31 +57,41 @@ impl ProcessService {
         }
     }
 
-    /// Deletes output files from storage (best effort, logged).
-    async fn delete_outputs(&self, outputs: Vec<wire::Output>) {
-        let mut storage = self.executor.storage.clone();
-        for o in outputs {
-            if let Some(wire::output::Value::Reference(r)) = o.value
-                && let Err(e) = storage
-                    .delete(DeleteRequest {
-                        id: r.object_id.clone(),
-                    })
-                    .await
-                && e.code() != tonic::Code::NotFound
-            {
-                warn!(object = %r.object_id, error = %e, "cannot delete job output");
-            }
-        }
+    /// A job's record in the store; `None` when the store does not know it.
+    async fn record(&self, id: &str) -> Result<Option<JobRecord>, NodeError> {
+        Ok(self.store.get(id).await?)
     }
+}
 
-    /// Removes expired jobs and their output files; run periodically.
-    pub async fn sweep(&self) {
-        for job in self.jobs.take_expired(std::time::SystemTime::now()) {
-            job.cancel.cancel();
-            if let Some(JobResult::Succeeded(outputs)) = job.result() {
-                self.delete_outputs(outputs).await;
+fn not_found(id: &str) -> NodeError {
+    NodeError::JobNotFound(id.chars().take(64).collect())
+}
+
+/// A finished job's outputs, or why there are none.
+fn result_of(record: JobRecord) -> Result<wire::GetResultResponse, Status> {
+    let JobRecord { status, outcome } = record;
+    match outcome {
+        Some(Outcome::Succeeded { outputs, log }) => Ok(wire::GetResultResponse {
+            job: Some(status),
+            outputs,
+            log,
+        }),
+        Some(Outcome::Failed { code, message, .. }) => Err(Status::new(code, message)),
+        None if status.state() == JobState::Dismissed => {
+            Err(NodeError::JobDismissed(status.job_id).into())
+        }
+        None => {
+            let state = match status.state() {
+                JobState::Running => "running",
+                JobState::Accepted => "accepted",
+                _ => "not finished",
+            };
+            Err(NodeError::JobNotReady {
+                id: status.job_id,
+                state,
+                message: status.message,
             }
-            info!(job = %job.id, "expired job removed");
+            .into())
         }
     }
 }
@@ -133,33 +153,41 @@ impl process_service_server::ProcessService for ProcessService {
             .execute
             .ok_or_else(|| NodeError::invalid("execute", "missing execute request"))?;
         check(&self.executor.catalog, &req)?;
-        let job = self.jobs.create(&req.process_id);
-        info!(job = %job.id, process = %req.process_id, "submit");
-        let this = self.clone();
-        let running = job.clone();
-        tokio::spawn(async move {
-            let _ = this.run_job(&running, req).await;
-        });
-        Ok(Response::new(wire::SubmitResponse {
-            job: Some(job.status()),
-        }))
+        let id = new_job_id();
+        let process = req.process_id.clone();
+        let job = self
+            .store
+            .submit(NewJob {
+                id: id.clone(),
+                request: req,
+            })
+            .await
+            .map_err(NodeError::from)?;
+        info!(job = %id, process = %process, "job submitted");
+        Ok(Response::new(wire::SubmitResponse { job: Some(job) }))
     }
 
     async fn get_status(
         &self,
         request: Request<wire::GetStatusRequest>,
     ) -> Result<Response<wire::GetStatusResponse>, Status> {
-        let job = self.jobs.get(&request.into_inner().job_id)?;
-        Ok(Response::new(wire::GetStatusResponse {
-            job: Some(job.status()),
-        }))
+        let id = request.into_inner().job_id;
+        let status = match self.record(&id).await? {
+            Some(record) => record.status,
+            None => self.jobs.get(&id)?.status(),
+        };
+        Ok(Response::new(wire::GetStatusResponse { job: Some(status) }))
     }
 
     async fn get_result(
         &self,
         request: Request<wire::GetResultRequest>,
     ) -> Result<Response<wire::GetResultResponse>, Status> {
-        let job = self.jobs.get(&request.into_inner().job_id)?;
+        let id = request.into_inner().job_id;
+        if let Some(record) = self.record(&id).await? {
+            return result_of(record).map(Response::new);
+        }
+        let job = self.jobs.get(&id)?;
         match job.result() {
             Some(JobResult::Succeeded(outputs)) => Ok(Response::new(wire::GetResultResponse {
                 job: Some(job.status()),
@@ -180,9 +208,24 @@ impl process_service_server::ProcessService for ProcessService {
         &self,
         request: Request<wire::DismissRequest>,
     ) -> Result<Response<wire::DismissResponse>, Status> {
-        let job = self.jobs.get(&request.into_inner().job_id)?;
+        let id = request.into_inner().job_id;
+        let mut storage = self.executor.storage.clone();
+        if let Some(before) = self.store.dismiss(&id).await.map_err(NodeError::from)? {
+            // A running attempt hears of it and stops; its late outputs are refused and deleted.
+            if let Some(outcome) = &before.outcome {
+                outputs::delete(&mut storage, outcome.object_ids()).await;
+            }
+            info!(job = %id, was = ?before.state(), "job dismissed");
+            let status = self
+                .record(&id)
+                .await?
+                .ok_or_else(|| not_found(&id))?
+                .status;
+            return Ok(Response::new(wire::DismissResponse { job: Some(status) }));
+        }
+        let job = self.jobs.get(&id)?;
         let outputs = job.dismiss();
-        self.delete_outputs(outputs).await;
+        outputs::delete(&mut storage, outputs::object_ids(&outputs)).await;
         info!(job = %job.id, "job dismissed");
         Ok(Response::new(wire::DismissResponse {
             job: Some(job.status()),
@@ -195,7 +238,12 @@ impl process_service_server::ProcessService for ProcessService {
         &self,
         request: Request<wire::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        let job = self.jobs.get(&request.into_inner().job_id)?;
+        let id = request.into_inner().job_id;
+        let Some(job) = self.jobs.find(&id) else {
+            // Running elsewhere (or finished): follow the store's record.
+            self.record(&id).await?.ok_or_else(|| not_found(&id))?;
+            return Ok(Response::new(Box::pin(poll_store(self.store.clone(), id))));
+        };
         let mut rx = job.subscribe();
         let stream = async_stream::stream! {
             let mut sent = 0;
@@ -211,5 +259,40 @@ impl process_service_server::ProcessService for ProcessService {
             }
         };
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// How often WatchJob looks at the store for a job running on another node.
+const WATCH_POLL: Duration = Duration::from_millis(250);
+
+/// Status updates of a job followed through the store, until it ends.
+fn poll_store(
+    store: Arc<dyn JobStore>,
+    id: String,
+) -> impl Stream<Item = Result<wire::WatchJobResponse, Status>> + Send {
+    async_stream::stream! {
+        let mut last: Option<wire::JobStatus> = None;
+        loop {
+            let status = match store.get(&id).await {
+                Ok(Some(record)) => record.status,
+                Ok(None) => {
+                    yield Err(Status::from(not_found(&id)));
+                    break;
+                }
+                Err(e) => {
+                    yield Err(Status::from(NodeError::from(e)));
+                    break;
+                }
+            };
+            let done = is_terminal(status.state);
+            if last.as_ref() != Some(&status) {
+                last = Some(status.clone());
+                yield Ok(wire::WatchJobResponse { job: Some(status), log_lines: vec![] });
+            }
+            if done {
+                break;
+            }
+            tokio::time::sleep(WATCH_POLL).await;
+        }
     }
 }

@@ -129,16 +129,16 @@ async fn life_of_a_job(store: &dyn JobStore) {
         }],
         log: vec!["done".into()],
     };
-    assert!(store.finish(&claim.lease, &outcome).await.unwrap());
+    assert!(store.finish(&claim.lease, "4243", &outcome).await.unwrap());
     let r = store.get(&id).await.unwrap().unwrap();
     assert_eq!(
-        (r.state(), r.status.percent_done),
-        (JobState::Successful, 100)
+        (r.state(), r.status.percent_done, r.status.worker.as_str()),
+        (JobState::Successful, 100, "4243")
     );
     assert_eq!(r.outcome, Some(outcome.clone()));
     assert!(r.status.finished_at.is_some());
     // A second finish, or a heartbeat after the end, is refused.
-    assert!(!store.finish(&claim.lease, &outcome).await.unwrap());
+    assert!(!store.finish(&claim.lease, "", &outcome).await.unwrap());
     assert!(!store.heartbeat(&claim.lease, LONG, &beat).await.unwrap());
     assert_eq!(state(store, &id).await.state(), JobState::Successful);
 
@@ -150,7 +150,7 @@ async fn life_of_a_job(store: &dyn JobStore) {
         message: "invalid parameter DISTANCE".into(),
         log: vec![],
     };
-    assert!(store.finish(&claim.lease, &failed).await.unwrap());
+    assert!(store.finish(&claim.lease, "", &failed).await.unwrap());
     let r = store.get(&id).await.unwrap().unwrap();
     assert_eq!(r.state(), JobState::Failed);
     assert_eq!(r.status.message, "invalid parameter DISTANCE");
@@ -203,7 +203,7 @@ async fn lost_leases_requeue_then_fail(store: &dyn JobStore) {
         outputs: vec![],
         log: vec![],
     };
-    assert!(!store.finish(&first.lease, &late).await.unwrap());
+    assert!(!store.finish(&first.lease, "", &late).await.unwrap());
     assert_eq!(state(store, &id).await.node, "n2");
 
     // The last attempt's lease runs out too: failed for good, saying why.
@@ -218,7 +218,7 @@ async fn lost_leases_requeue_then_fail(store: &dyn JobStore) {
         s.message
     );
     assert!(s.finished_at.is_some());
-    assert!(!store.finish(&second.lease, &late).await.unwrap());
+    assert!(!store.finish(&second.lease, "", &late).await.unwrap());
 }
 
 async fn dismissal(store: &dyn JobStore) {
@@ -254,7 +254,7 @@ async fn dismissal(store: &dyn JobStore) {
         outputs: vec![],
         log: vec![],
     };
-    assert!(!store.finish(&claim.lease, &late).await.unwrap());
+    assert!(!store.finish(&claim.lease, "", &late).await.unwrap());
     assert_eq!(state(store, &running).await.state(), JobState::Dismissed);
 
     // Finished: the outcome comes back once, for its outputs to be deleted.
@@ -270,7 +270,7 @@ async fn dismissal(store: &dyn JobStore) {
         }],
         log: vec![],
     };
-    assert!(store.finish(&claim.lease, &outcome).await.unwrap());
+    assert!(store.finish(&claim.lease, "", &outcome).await.unwrap());
     let before = store.dismiss(&done).await.unwrap().unwrap();
     assert_eq!(before.outcome.unwrap().object_ids(), ["obj2"]);
     let after = store.get(&done).await.unwrap().unwrap();
@@ -288,7 +288,7 @@ async fn expiry(store: &dyn JobStore) {
         message: "boom".into(),
         log: vec![],
     };
-    assert!(store.finish(&claim.lease, &outcome).await.unwrap());
+    assert!(store.finish(&claim.lease, "", &outcome).await.unwrap());
     let deadline = Instant::now() + Duration::from_secs(5);
     let expired = loop {
         let expired = store.expired(10).await.unwrap();

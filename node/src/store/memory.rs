@@ -180,7 +180,12 @@ impl JobStore for MemoryStore {
         Ok(true)
     }
 
-    async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<bool, StoreError> {
+    async fn finish(
+        &self,
+        lease: &Lease,
+        worker: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         let Some(entry) = inner.jobs.get_mut(&lease.job_id) else {
             return Ok(false);
@@ -190,6 +195,9 @@ impl JobStore for MemoryStore {
         }
         if matches!(outcome, Outcome::Succeeded { .. }) {
             entry.record.status.percent_done = 100;
+        }
+        if !worker.is_empty() {
+            entry.record.status.worker = worker.to_owned();
         }
         self.end(
             entry,
@@ -302,6 +310,7 @@ pub(super) fn lease_lost_message(node: &str, attempt: u32, max: u32) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

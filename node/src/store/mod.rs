@@ -116,9 +116,14 @@ pub trait JobStore: Send + Sync + 'static {
         beat: &Heartbeat,
     ) -> Result<bool, StoreError>;
 
-    /// Records how the attempt ended. `false`: fenced out, the outcome was not recorded (the
-    /// caller deletes the outputs it made).
-    async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<bool, StoreError>;
+    /// Records how the attempt ended (and the worker that ran it). `false`: fenced out, the
+    /// outcome was not recorded (the caller deletes the outputs it made).
+    async fn finish(
+        &self,
+        lease: &Lease,
+        worker: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError>;
 
     /// One job's record.
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
@@ -155,4 +160,5 @@ pub fn new_job_id() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 pub(crate) mod contract;

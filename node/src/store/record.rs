@@ -42,13 +42,7 @@ impl Outcome {
     /// Storage objects this outcome refers to (to delete with the job).
     pub fn object_ids(&self) -> Vec<String> {
         match self {
-            Self::Succeeded { outputs, .. } => outputs
-                .iter()
-                .filter_map(|o| match &o.value {
-                    Some(wire::output::Value::Reference(r)) => Some(r.object_id.clone()),
-                    _ => None,
-                })
-                .collect(),
+            Self::Succeeded { outputs, .. } => crate::outputs::object_ids(outputs),
             Self::Failed { .. } => Vec::new(),
         }
     }
@@ -172,6 +166,7 @@ pub fn from_millis(ms: u64) -> SystemTime {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

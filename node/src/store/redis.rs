@@ -390,7 +390,12 @@ impl JobStore for RedisStore {
         Ok(kept == 1)
     }
 
-    async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<bool, StoreError> {
+    async fn finish(
+        &self,
+        lease: &Lease,
+        worker: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
         let recorded: i64 = self
             .eval(
                 &self.scripts.finish,
@@ -406,6 +411,7 @@ impl JobStore for RedisStore {
                     text(outcome.message()),
                     Value::Bytes(outcome.encode().into()),
                     ms(self.limits.ttl),
+                    text(worker),
                 ],
             )
             .await?;
@@ -521,6 +527,7 @@ impl JobStore for RedisStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,4 +1,4 @@
--- KEYS: job, leases, expiry. ARGV: id, attempt, state, message, outcome, ttl_ms.
+-- KEYS: job, leases, expiry. ARGV: id, attempt, state, message, outcome, ttl_ms, worker.
 -- Records the attempt's end; 0 when the attempt is fenced out (nothing written).
 if not owns(KEYS[1], ARGV[2]) then
   return 0
@@ -6,6 +6,9 @@ end
 local ttl = tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'message', ARGV[4], 'finished', now,
   'expires', now + ttl, 'outcome', ARGV[5])
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[1], 'worker', ARGV[7])
+end
 if ARGV[3] == '3' then
   redis.call('HSET', KEYS[1], 'percent', 100)
 end
