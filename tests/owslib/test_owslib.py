@@ -1,7 +1,8 @@
 """OWSLib, a real WPS client no one here wrote, against a running local mesh (`wpsmesh up`):
 capabilities, a description, an Execute of native:buffer on a file uploaded through the file
-API, the output downloaded by reference; then the original service's demo load: 12 concurrent
-clients x 3 Executes over 3 nodes, every one succeeding and every node serving some."""
+API, the output downloaded by reference; an asynchronous Execute followed at its
+statusLocation (checkStatus and monitorExecution); then the original service's demo load: 12
+concurrent clients x 3 Executes over 3 nodes, every one succeeding and every node serving some."""
 
 import json
 import os
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from owslib.wps import SYNC, ComplexDataInput, WebProcessingService
+from owslib.wps import ASYNC, SYNC, ComplexDataInput, WebProcessingService, monitorExecution
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORLD_MAP = "/usr/share/qgis/resources/data/world_map.gpkg"
@@ -115,6 +116,39 @@ def test_execute_buffer_and_download_output(mesh, points):
     features = doc.json()["features"]
     assert len(features) == 240
     assert {f["geometry"]["type"] for f in features} <= {"Polygon", "MultiPolygon"}
+
+
+def submit_buffer(url, href):
+    wps = WebProcessingService(f"{url}/api/wps", version="1.0.0", skip_caps=True)
+    return wps.execute(
+        "native:buffer",
+        inputs=[("INPUT", ComplexDataInput(href, mimeType="application/geo+json")),
+                ("DISTANCE", "1.5")],
+        output=[("OUTPUT", True)],
+        mode=ASYNC)
+
+
+def test_async_execute_followed_at_its_status_location(mesh, points):
+    execution = submit_buffer(mesh["url"], points)
+    assert execution.status == "ProcessAccepted", execution.response
+    assert re.fullmatch(re.escape(mesh["url"]) + r"/api/wps/status/[0-9a-f]{32}",
+                        execution.statusLocation), execution.statusLocation
+    deadline = time.time() + 120
+    while not execution.isComplete():
+        assert time.time() < deadline, execution.response
+        execution.checkStatus(sleepSecs=0.2)
+    assert execution.isSucceded(), [e.text for e in execution.errors]
+    reference = execution.processOutputs[0].reference
+    assert reference.startswith(f"{mesh['url']}/api/file/retrieve/")
+    assert len(requests.get(reference, timeout=30).json()["features"]) == 240
+
+    # monitorExecution polls until the end; bounded here so a stuck job fails the test.
+    second = submit_buffer(mesh["url"], points)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(monitorExecution, second, sleepSecs=0.2).result(timeout=120)
+    assert second.isSucceded(), [e.text for e in second.errors]
+    assert second.percentCompleted == 100
+    assert second.processOutputs[0].reference.startswith(f"{mesh['url']}/api/file/retrieve/")
 
 
 def node_calls(url):

@@ -1,7 +1,8 @@
 //! End to end: `wpsmesh up` (edge, storage, a node with a real QGIS worker) as a user runs it,
 //! driven over HTTP. Every WPS document it answers with validates against the official
 //! schemas; bad requests get the right exception code and status and the next request works;
-//! with no node, ServerBusy with Retry-After.
+//! asynchronous jobs through WPS 1.0.0 (statusLocation), WPS 2.0 (GetStatus, GetResult,
+//! Dismiss) and the JSON job API; with no node, ServerBusy with Retry-After.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -85,6 +86,27 @@ fn validate(version: &str, dir: &Path, docs: &[(&str, String)]) {
     );
 }
 
+/// Uploads the 240 country points through the file API; their href.
+async fn upload_points(http: &reqwest::Client, mesh: &Mesh) -> String {
+    let points = data::derive(mesh.dir.path(), "points.geojson", data::POINTS_SQL);
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(&points).expect("points"))
+            .file_name("points.geojson"),
+    );
+    let uploaded: serde_json::Value = http
+        .put(format!("{}/api/file/upload", mesh.url))
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("json");
+    let id = uploaded["data"]["name"].as_str().expect("id").to_owned();
+    format!("{}/api/file/retrieve/{id}.geojson", mesh.url)
+}
+
 fn execute_v1(href: &str, output: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -134,24 +156,7 @@ async fn every_answer_validates_and_bad_requests_get_exceptions() {
         }
     };
 
-    // An input uploaded through the file API.
-    let points = data::derive(mesh.dir.path(), "points.geojson", data::POINTS_SQL);
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(std::fs::read(&points).expect("points"))
-            .file_name("points.geojson"),
-    );
-    let uploaded: serde_json::Value = http
-        .put(format!("{}/api/file/upload", mesh.url))
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload")
-        .json()
-        .await
-        .expect("json");
-    let id = uploaded["data"]["name"].as_str().expect("id").to_owned();
-    let href = format!("{}/api/file/retrieve/{id}.geojson", mesh.url);
+    let href = upload_points(&http, &mesh).await;
 
     // WPS 1.0.0: every response kind.
     let (s, caps) = get("service=WPS&request=GetCapabilities&version=1.0.0").await;
@@ -211,9 +216,9 @@ async fn every_answer_validates_and_bad_requests_get_exceptions() {
             ("InvalidParameterValue", 400),
         ),
         (
-            "async not yet",
-            post(execute_v1(&href, r#"<wps:ResponseDocument storeExecuteResponse="true" status="true"><wps:Output asReference="true"><ows:Identifier>OUTPUT</ows:Identifier></wps:Output></wps:ResponseDocument>"#)).await,
-            ("OptionNotSupported", 501),
+            "status without storeExecuteResponse",
+            post(execute_v1(&href, r#"<wps:ResponseDocument status="true"><wps:Output asReference="true"><ows:Identifier>OUTPUT</ows:Identifier></wps:Output></wps:ResponseDocument>"#)).await,
+            ("InvalidParameterValue", 400),
         ),
     ] {
         assert_eq!(status, code.1, "{what}: {body}");
@@ -258,9 +263,18 @@ async fn every_answer_validates_and_bad_requests_get_exceptions() {
     let (s, negotiation) = get("service=WPS&request=GetCapabilities&AcceptVersions=3.0.0").await;
     assert_eq!(s, 400);
     assert!(negotiation.contains("VersionNegotiationFailed"));
-    let (s, no_job) = get("service=WPS&request=GetStatus&version=2.0.0&jobId=nope").await;
+    let (s, no_job) = get(&format!(
+        "service=WPS&request=GetStatus&version=2.0.0&jobId={UNKNOWN_JOB}"
+    ))
+    .await;
     assert_eq!(s, 400, "{no_job}");
     assert!(no_job.contains("NoSuchJob"), "{no_job}");
+    let (s, bad_job) = get("service=WPS&request=GetStatus&version=2.0.0&jobId=nope").await;
+    assert_eq!(s, 400, "{bad_job}");
+    assert!(
+        bad_job.contains(r#"exceptionCode="InvalidParameterValue" locator="JobID""#),
+        "{bad_job}"
+    );
     validate(
         "2.0",
         mesh.dir.path(),
@@ -271,6 +285,7 @@ async fn every_answer_validates_and_bad_requests_get_exceptions() {
             ("status", status),
             ("refused", refused),
             ("no-job", no_job),
+            ("bad-job", bad_job),
         ],
     );
     // VersionNegotiationFailed is answered in 1.0.0 (no version was agreed).
@@ -312,4 +327,268 @@ async fn without_nodes_the_edge_answers_server_busy() {
     let body = response.text().await.expect("body");
     assert!(body.contains("exceptionCode=\"ServerBusy\""), "{body}");
     validate("1.0.0", dir.path(), &[("busy", body)]);
+}
+
+/// A well-formed job id no node issued.
+const UNKNOWN_JOB: &str = "00000000000000000000000000000000";
+
+/// GETs `url` until `done` holds for the body (a readiness check with a deadline, not a fixed
+/// wait); every body seen, the last one satisfying `done`.
+async fn poll(http: &reqwest::Client, url: &str, done: impl Fn(&str) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        let response = http.get(url).send().await.expect("poll");
+        assert_eq!(response.status().as_u16(), 200, "{url}");
+        let body = response.text().await.expect("body");
+        let finished = done(&body);
+        seen.push(body);
+        if finished {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never finished: {:?}",
+            seen.last()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text of the first `attr="..."` in `doc`.
+fn attr<'a>(doc: &'a str, attr: &str) -> &'a str {
+    doc.split(&format!("{attr}=\""))
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap_or_else(|| panic!("no {attr} in {doc}"))
+}
+
+/// The text of the first `<element>` in `doc`.
+fn element<'a>(doc: &'a str, element: &str) -> &'a str {
+    doc.split(&format!("<{element}>"))
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap_or_else(|| panic!("no {element} in {doc}"))
+}
+
+async fn buffered_features(http: &reqwest::Client, href: &str) -> usize {
+    let geojson: serde_json::Value = http
+        .get(href)
+        .send()
+        .await
+        .expect("output")
+        .json()
+        .await
+        .expect("geojson output");
+    geojson["features"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_jobs_through_wps_1_wps_2_and_json() {
+    let mesh = start(1);
+    let http = reqwest::Client::new();
+    wait_for_nodes(&http, &mesh.url, 1).await;
+    let href = upload_points(&http, &mesh).await;
+    let wps = format!("{}/api/wps", mesh.url);
+    let post = |body: String| {
+        let (http, wps) = (http.clone(), wps.clone());
+        async move {
+            let r = http.post(wps).body(body).send().await.expect("post");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.expect("get");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    let finished =
+        |doc: &str| doc.contains("wps:ProcessSucceeded") || doc.contains("wps:ProcessFailed");
+
+    // WPS 1.0.0: stored response with status updates, followed at its statusLocation.
+    let stored = r#"<wps:ResponseDocument storeExecuteResponse="true" status="true" lineage="true"><wps:Output asReference="true"><ows:Identifier>OUTPUT</ows:Identifier></wps:Output></wps:ResponseDocument>"#;
+    let (s, accepted) = post(execute_v1(&href, stored)).await;
+    assert_eq!(s, 200, "{accepted}");
+    assert!(accepted.contains("<wps:ProcessAccepted>"), "{accepted}");
+    let location = attr(&accepted, "statusLocation").to_owned();
+    let job = location
+        .strip_prefix(&format!("{}/api/wps/status/", mesh.url))
+        .unwrap_or_else(|| panic!("statusLocation {location}"));
+    assert!(
+        job.len() == 32 && job.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{job}"
+    );
+    let followed = poll(&http, &location, finished).await;
+    let succeeded = followed.last().expect("a status").clone();
+    assert!(succeeded.contains("<wps:ProcessSucceeded>"), "{succeeded}");
+    assert_eq!(attr(&succeeded, "statusLocation"), location);
+    let output = attr(&succeeded, "wps:Reference href");
+    assert!(output.starts_with(&format!("{}/api/file/retrieve/", mesh.url)));
+    assert_eq!(buffered_features(&http, output).await, 240);
+    // storeExecuteResponse without status (KVP) is a job as well.
+    let (s, kvp_accepted) = get(format!(
+        "{wps}?service=WPS&request=Execute&version=1.0.0&identifier=native:buffer&DataInputs=INPUT=@xlink:href={href};DISTANCE=0.5&ResponseDocument=OUTPUT@asReference=true&storeExecuteResponse=true"
+    ))
+    .await;
+    assert_eq!(s, 200, "{kvp_accepted}");
+    assert!(
+        kvp_accepted.contains("<wps:ProcessAccepted>"),
+        "{kvp_accepted}"
+    );
+    // A job whose input cannot be read fails while it runs.
+    let missing = format!("{}/api/file/retrieve/{UNKNOWN_JOB}.geojson", mesh.url);
+    let (s, doomed) = post(execute_v1(&missing, stored)).await;
+    assert_eq!(s, 200, "{doomed}");
+    let failed_location = attr(&doomed, "statusLocation").to_owned();
+    let failed = poll(&http, &failed_location, finished).await;
+    let failed = failed.last().expect("a status").clone();
+    assert!(failed.contains("<wps:ProcessFailed>"), "{failed}");
+    let (s, unknown) = get(format!("{}/api/wps/status/{UNKNOWN_JOB}", mesh.url)).await;
+    assert_eq!(s, 404, "{unknown}");
+    assert!(unknown.contains(r#"locator="JobID""#), "{unknown}");
+    let (s, malformed) = get(format!("{}/api/wps/status/NOPE", mesh.url)).await;
+    assert_eq!(s, 400, "{malformed}");
+    let mut v1_docs = vec![
+        ("async-accepted", accepted),
+        ("async-accepted-kvp", kvp_accepted),
+        ("async-succeeded", succeeded),
+        ("async-failed", failed),
+        ("async-unknown", unknown),
+        ("async-malformed", malformed),
+    ];
+    for (i, doc) in followed.into_iter().enumerate() {
+        v1_docs.push((
+            ["async-followed-0", "async-followed-1", "async-followed-n"][i.min(2)],
+            doc,
+        ));
+    }
+    validate("1.0.0", mesh.dir.path(), &v1_docs);
+
+    // WPS 2.0: StatusInfo, GetStatus until Succeeded, GetResult, Dismiss.
+    let (s, accepted2) =
+        post(execute_v2(&href, "document", "1.5").replace(r#"mode="sync""#, r#"mode="async""#))
+            .await;
+    assert_eq!(s, 200, "{accepted2}");
+    assert!(
+        accepted2.contains("<wps:Status>Accepted</wps:Status>"),
+        "{accepted2}"
+    );
+    let job2 = element(&accepted2, "wps:JobID").to_owned();
+    let kvp =
+        |request: &str| format!("{wps}?service=WPS&request={request}&version=2.0.0&jobId={job2}");
+    let statuses = poll(&http, &kvp("GetStatus"), |doc| {
+        doc.contains("<wps:Status>Succeeded</wps:Status>")
+            || doc.contains("<wps:Status>Failed</wps:Status>")
+    })
+    .await;
+    let succeeded2 = statuses.last().expect("a status").clone();
+    assert!(
+        succeeded2.contains("<wps:Status>Succeeded</wps:Status>"),
+        "{succeeded2}"
+    );
+    let (s, result) = get(kvp("GetResult")).await;
+    assert_eq!(s, 200, "{result}");
+    assert_eq!(element(&result, "wps:JobID"), job2);
+    assert_eq!(
+        buffered_features(&http, attr(&result, "xlink:href")).await,
+        240
+    );
+    let (s, dismissed) = get(kvp("Dismiss")).await;
+    assert_eq!(s, 200, "{dismissed}");
+    assert!(
+        dismissed.contains("<wps:Status>Dismissed</wps:Status>"),
+        "{dismissed}"
+    );
+    let (s, gone) = get(kvp("GetResult")).await;
+    assert_eq!(s, 400, "{gone}");
+    assert!(gone.contains(r#"exceptionCode="NoSuchJob""#), "{gone}");
+    // GetResult of the failed 1.0.0 job: its failure.
+    let failed_job = failed_location.rsplit('/').next().expect("job id");
+    let (s, failure) = get(format!(
+        "{wps}?service=WPS&request=GetResult&version=2.0.0&jobId={failed_job}"
+    ))
+    .await;
+    assert!(s >= 400, "{failure}");
+    assert!(failure.contains("ows:ExceptionText"), "{failure}");
+    let mut v2_docs = vec![
+        ("async-accepted", accepted2),
+        ("async-succeeded", succeeded2),
+        ("async-result", result),
+        ("async-dismissed", dismissed),
+        ("async-gone", gone),
+        ("async-failure", failure),
+    ];
+    if statuses.len() > 1 {
+        v2_docs.push(("async-pending", statuses[0].clone()));
+    }
+    validate("2.0", mesh.dir.path(), &v2_docs);
+
+    // The JSON job API: 201 and Location, GET until it ends, DELETE.
+    let submitted = http
+        .post(format!("{}/api/wps/jobs", mesh.url))
+        .json(&serde_json::json!({
+            "identifier": "native:centroids",
+            "inputs": {"INPUT": {"type": "reference", "href": href}},
+            "mode": "async",
+        }))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(submitted.status().as_u16(), 201);
+    let job_url = submitted.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let body: serde_json::Value = submitted.json().await.expect("json");
+    let job3 = body["jobID"].as_str().expect("jobID");
+    assert_eq!(job_url, format!("/api/wps/jobs/{job3}"));
+    assert_eq!(body["status"]["status"], "accepted", "{body}");
+    // Queued: no node may have claimed it yet.
+    assert!(
+        body["node"].is_string() && body["attempt"].is_u64(),
+        "{body}"
+    );
+    let job_url = format!("{}{job_url}", mesh.url);
+    let seen = poll(&http, &job_url, |text| {
+        let v: serde_json::Value = serde_json::from_str(text).expect("json status");
+        matches!(v["status"]["status"].as_str(), Some("succeeded" | "failed"))
+    })
+    .await;
+    let done: serde_json::Value =
+        serde_json::from_str(seen.last().expect("a status")).expect("json");
+    assert_eq!(done["status"]["status"], "succeeded", "{done}");
+    assert_eq!(done["status"]["percent_done"], "100");
+    assert!(
+        done["node"].as_str().is_some_and(|n| !n.is_empty()),
+        "{done}"
+    );
+    assert!(done["attempt"].as_u64().is_some_and(|a| a >= 1), "{done}");
+    let centroids = done["outputs"]["OUTPUT"]["href"]
+        .as_str()
+        .expect("output href");
+    assert_eq!(buffered_features(&http, centroids).await, 240);
+    let deleted = http.delete(&job_url).send().await.expect("delete");
+    assert_eq!(deleted.status().as_u16(), 200);
+    let deleted: serde_json::Value = deleted.json().await.expect("json");
+    assert_eq!(deleted["status"]["status"], "dismissed", "{deleted}");
+    let unknown = http
+        .get(format!("{}/api/wps/jobs/{UNKNOWN_JOB}", mesh.url))
+        .send()
+        .await
+        .expect("unknown");
+    assert_eq!(unknown.status().as_u16(), 404);
+    let malformed = http
+        .delete(format!("{}/api/wps/jobs/nope", mesh.url))
+        .send()
+        .await
+        .expect("malformed");
+    assert_eq!(malformed.status().as_u16(), 400);
+
+    let (_, metrics) = get(format!("{}/metrics", mesh.url)).await;
+    assert!(
+        metrics.contains("wpsmesh_edge_job_requests_total{operation=\"submit\"} 5"),
+        "{metrics}"
+    );
 }
