@@ -88,11 +88,16 @@ fn validate(version: &str, dir: &Path, docs: &[(&str, String)]) {
 
 /// Uploads the 240 country points through the file API; their href.
 async fn upload_points(http: &reqwest::Client, mesh: &Mesh) -> String {
-    let points = data::derive(mesh.dir.path(), "points.geojson", data::POINTS_SQL);
+    upload(http, mesh, "points.geojson", data::POINTS_SQL).await
+}
+
+/// Uploads the result of `sql` over the world map as `name` through the file API; its href.
+async fn upload(http: &reqwest::Client, mesh: &Mesh, name: &str, sql: &str) -> String {
+    let path = data::derive(mesh.dir.path(), name, sql);
     let form = reqwest::multipart::Form::new().part(
         "file",
-        reqwest::multipart::Part::bytes(std::fs::read(&points).expect("points"))
-            .file_name("points.geojson"),
+        reqwest::multipart::Part::bytes(std::fs::read(&path).expect("derived data"))
+            .file_name(name.to_owned()),
     );
     let uploaded: serde_json::Value = http
         .put(format!("{}/api/file/upload", mesh.url))
@@ -445,6 +450,32 @@ async fn async_jobs_through_wps_1_wps_2_and_json() {
     let failed = poll(&http, &failed_location, finished).await;
     let failed = failed.last().expect("a status").clone();
     assert!(failed.contains("<wps:ProcessFailed>"), "{failed}");
+    // A long job seen running at its statusLocation, then dismissed through WPS 2.0.
+    let slow = upload(&http, &mesh, "slow.geojson", &data::slow_sql(600)).await;
+    let (s, long) = post(execute_v1(&slow, stored)).await;
+    assert_eq!(s, 200, "{long}");
+    let long_location = attr(&long, "statusLocation").to_owned();
+    let started = poll(&http, &long_location, |doc| {
+        doc.contains("<wps:ProcessStarted") || finished(doc)
+    })
+    .await;
+    let started = started.last().expect("a status").clone();
+    assert!(
+        started.contains("<wps:ProcessStarted percentCompleted="),
+        "{started}"
+    );
+    let long_job = long_location.rsplit('/').next().expect("job id");
+    let (s, dismissed_long) = get(format!(
+        "{wps}?service=WPS&request=Dismiss&version=2.0.0&jobId={long_job}"
+    ))
+    .await;
+    assert_eq!(s, 200, "{dismissed_long}");
+    let (s, dismissed_v1) = get(long_location.clone()).await;
+    assert_eq!(s, 200, "{dismissed_v1}");
+    assert!(
+        dismissed_v1.contains("<wps:ProcessFailed>") && dismissed_v1.contains("job dismissed"),
+        "{dismissed_v1}"
+    );
     let (s, unknown) = get(format!("{}/api/wps/status/{UNKNOWN_JOB}", mesh.url)).await;
     assert_eq!(s, 404, "{unknown}");
     assert!(unknown.contains(r#"locator="JobID""#), "{unknown}");
@@ -455,6 +486,8 @@ async fn async_jobs_through_wps_1_wps_2_and_json() {
         ("async-accepted-kvp", kvp_accepted),
         ("async-succeeded", succeeded),
         ("async-failed", failed),
+        ("async-started", started),
+        ("async-dismissed", dismissed_v1),
         ("async-unknown", unknown),
         ("async-malformed", malformed),
     ];
@@ -588,7 +621,7 @@ async fn async_jobs_through_wps_1_wps_2_and_json() {
 
     let (_, metrics) = get(format!("{}/metrics", mesh.url)).await;
     assert!(
-        metrics.contains("wpsmesh_edge_job_requests_total{operation=\"submit\"} 5"),
+        metrics.contains("wpsmesh_edge_job_requests_total{operation=\"submit\"} 6"),
         "{metrics}"
     );
 }
