@@ -1,15 +1,13 @@
 //! `/api/wps`: KVP (GET) and XML (POST) requests of both versions, parsed, answered from the
 //! catalog cache or by calling a node, and written in the request's version; every error an
-//! OWS ExceptionReport with its HTTP status. `/api/wps/status/{job_id}`: the WPS 1.0.0
-//! statusLocation of an asynchronous job, an ExecuteResponse following it.
+//! OWS ExceptionReport with its HTTP status; asynchronous jobs in `wps::async_jobs`.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +16,9 @@ use tracing::info;
 use wpsmesh_proto::wire::process::v1::{self as wire, output};
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 
+use super::async_jobs::{
+    expiry, job_operation, status_info, status_location, submit, v1_document, v1_status,
+};
 use super::model::{Execute, ResponseForm, Version, WpsRequest};
 use super::request::{parse_kvp, parse_xml, resolve_bboxes};
 use super::{Service, v1, v2};
@@ -104,37 +105,6 @@ async fn answer(state: &WpsState, parsed: Result<WpsRequest, OwsError>, hint: Ve
     }
 }
 
-/// `GET /api/wps/status/{job_id}`: the WPS 1.0.0 statusLocation; an unknown job is a 404.
-async fn status_location(
-    State(state): State<Arc<WpsState>>,
-    Path(job_id): Path<String>,
-) -> Response {
-    let response = match v1_status(&state, &job_id).await {
-        Ok(response) => response,
-        Err(e) => {
-            info!(code = e.code.as_str(), locator = ?e.locator, error = %e.text, "wps status refused");
-            let e = if e.code == OwsCode::NoSuchJob {
-                e.with_status(StatusCode::NOT_FOUND)
-            } else {
-                e
-            };
-            exception(Version::V100, &e)
-        }
-    };
-    job_call(response, "status")
-}
-
-/// The job operation (metrics) a request makes, if any.
-fn job_operation(request: &WpsRequest) -> Option<&'static str> {
-    match request {
-        WpsRequest::Execute(e) if e.submits() => Some("submit"),
-        WpsRequest::GetStatus { .. } => Some("status"),
-        WpsRequest::GetResult { .. } => Some("result"),
-        WpsRequest::Dismiss { .. } => Some("dismiss"),
-        _ => None,
-    }
-}
-
 fn operation_name(request: &WpsRequest) -> &'static str {
     match request {
         WpsRequest::GetCapabilities { .. } => "GetCapabilities",
@@ -202,67 +172,6 @@ async fn dispatch(state: &WpsState, request: WpsRequest) -> Answer {
             Ok(status_info(&job))
         }
     }
-}
-
-/// A WPS 2.0 StatusInfo of `job`, with a NextPoll while it is pending.
-fn status_info(job: &wire::JobStatus) -> Response {
-    let next_poll = SystemTime::now() + jobs::POLL_INTERVAL;
-    xml_response(StatusCode::OK, v2::status_info(job, Some(next_poll), None))
-}
-
-fn expiry(job: &wire::JobStatus) -> Option<SystemTime> {
-    job.expires_at.and_then(|t| SystemTime::try_from(t).ok())
-}
-
-/// The WPS 1.0.0 ExecuteResponse of job `job_id` as it stands (its statusLocation document):
-/// outputs once it succeeded, titles from the cached description of its process.
-async fn v1_status(state: &WpsState, job_id: &str) -> Result<Response, OwsError> {
-    let (job, outputs) = jobs::follow(&state.nodes, job_id).await?;
-    let description = state
-        .catalog
-        .describe(&state.nodes, &job.process_id)
-        .await
-        .ok();
-    let location = v1::status_location(&state.service, &job.job_id);
-    let doc = v1_document(
-        state,
-        &job,
-        description.as_deref(),
-        &outputs,
-        None,
-        Some(&location),
-    );
-    Ok(xml_response(StatusCode::OK, doc))
-}
-
-/// A WPS 1.0.0 ExecuteResponse of `job`, written now; the process summary comes from
-/// `description` (just the job's process id without one).
-fn v1_document(
-    state: &WpsState,
-    job: &wire::JobStatus,
-    description: Option<&wire::ProcessDescription>,
-    outputs: &[wire::Output],
-    lineage: Option<v1::Lineage<'_>>,
-    status_location: Option<&str>,
-) -> String {
-    let summary = description
-        .and_then(|d| d.summary.clone())
-        .unwrap_or_else(|| wire::ProcessSummary {
-            id: job.process_id.clone(),
-            ..Default::default()
-        });
-    v1::execute_response(
-        &state.service,
-        &v1::ExecuteResponseArgs {
-            process: &summary,
-            description,
-            status: job,
-            outputs,
-            lineage,
-            status_location,
-            creation_time: SystemTime::now(),
-        },
-    )
 }
 
 /// The highest version both sides speak; all of ours when the client names none.
@@ -372,49 +281,6 @@ async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsErro
     }
 }
 
-/// Queues `execute` as a job on one node: a WPS 1.0.0 ExecuteResponse with ProcessAccepted and
-/// the statusLocation, or a WPS 2.0 StatusInfo (Accepted).
-async fn submit(
-    state: &WpsState,
-    execute: &Execute,
-    description: &wire::ProcessDescription,
-    lineage: Option<v1::Lineage<'_>>,
-) -> Result<Response, OwsError> {
-    if !description
-        .summary
-        .as_ref()
-        .is_some_and(|s| s.async_supported)
-    {
-        let locator = match execute.version {
-            Version::V100 => "storeExecuteResponse",
-            Version::V200 => "mode",
-        };
-        return Err(OwsError::not_supported(
-            locator,
-            format!(
-                "process {} runs synchronously only",
-                execute.request.process_id
-            ),
-        ));
-    }
-    let job = jobs::submit(&state.nodes, execute.request.clone()).await?;
-    match execute.version {
-        Version::V100 => {
-            let location = v1::status_location(&state.service, &job.job_id);
-            let doc = v1_document(
-                state,
-                &job,
-                Some(description),
-                &[],
-                lineage,
-                Some(&location),
-            );
-            Ok(xml_response(StatusCode::OK, doc))
-        }
-        Version::V200 => Ok(status_info(&job)),
-    }
-}
-
 /// The bytes of one output: a stored file streamed from storage, an inline value, a literal.
 async fn raw_output(
     state: &WpsState,
@@ -488,7 +354,7 @@ fn bytes_response(mime: &str, bytes: Bytes) -> Response {
     response
 }
 
-fn xml_response(status: StatusCode, doc: impl Into<Body>) -> Response {
+pub(super) fn xml_response(status: StatusCode, doc: impl Into<Body>) -> Response {
     let mut response = (status, doc.into()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,6 +1,7 @@
 //! OGC WPS 1.0.0 and 2.0.0: requests parsed from KVP and XML into [`model`] types, documents
 //! written per version.
 
+mod async_jobs;
 pub mod handler;
 pub mod model;
 pub mod request;
