@@ -42,7 +42,10 @@ impl Launch {
             dir: dir.to_owned(),
             port: None,
             args: Vec::new(),
-            env: vec![("RUST_LOG".into(), "info".into())],
+            env: vec![
+                ("RUST_LOG".into(), "info".into()),
+                ("NO_COLOR".into(), "1".into()),
+            ],
         }
     }
 
