@@ -46,6 +46,8 @@ impl MeshSpec {
 
 /// Lease of the nodes' running jobs in a [`Mesh`].
 pub const LEASE: Duration = Duration::from_secs(2);
+/// How long a dismissed job may take to stop before its worker is killed, in a [`Mesh`].
+pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
 
 /// The running mesh; every process is killed on drop.
 pub struct Mesh {
@@ -60,7 +62,8 @@ pub struct Mesh {
 
 impl Mesh {
     /// Starts everything and waits until each edge has all its nodes healthy. Nodes use the
-    /// Redis store with a 2 s lease ([`LEASE`]) and a 500 ms sweep, then `spec.node_env`.
+    /// Redis store with a [`LEASE`] lease, a 500 ms sweep and a [`CANCEL_GRACE`], then
+    /// `spec.node_env`.
     pub async fn start(spec: MeshSpec) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let redis = RedisServer::start()?;
@@ -72,6 +75,7 @@ impl Mesh {
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect();
         let lease = format!("{}s", LEASE.as_secs());
+        let grace = format!("{}s", CANCEL_GRACE.as_secs());
         let nodes = futures::future::try_join_all((0..spec.nodes).map(|i| {
             let mut launch = Launch::node(
                 dir.path(),
@@ -84,7 +88,7 @@ impl Mesh {
             .env("WPSMESH_NODE__JOBS__REDIS_URL", redis.url())
             .env("WPSMESH_NODE__JOBS__LEASE", &lease)
             .env("WPSMESH_NODE__JOBS__SWEEP_INTERVAL", "500ms")
-            .env("WPSMESH_NODE__POOL__CANCEL_GRACE", "3s");
+            .env("WPSMESH_NODE__POOL__CANCEL_GRACE", &grace);
             for (k, v) in &spec.node_env {
                 launch = launch.env(k.clone(), v);
             }

@@ -11,14 +11,12 @@ use serde_json::{Value, json};
 use tonic::Code;
 use wpsmesh_proto::wire::process::v1::{GetResultRequest, JobState, JobStatus};
 use wpsmesh_tests::data;
-use wpsmesh_tests::mesh::{LEASE, Mesh, MeshSpec, feature_count, object_of};
+use wpsmesh_tests::mesh::{CANCEL_GRACE, LEASE, Mesh, MeshSpec, feature_count, object_of};
 
 /// Copies of France in the medium input: buffering it takes a few seconds (about 45 ms each).
 const MEDIUM_COPIES: usize = 50;
 /// Copies in the long input: about half a minute, far longer than a cancel grace.
 const LONG_COPIES: usize = 600;
-/// The nodes' cancel grace in [`Mesh`].
-const CANCEL_GRACE: Duration = Duration::from_secs(3);
 
 struct Data {
     points: PathBuf,
