@@ -384,13 +384,20 @@ async fn dismiss_stops_a_running_job_within_the_grace_and_keeps_no_outputs() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"]["status"], "dismissed", "{body}");
     assert_eq!(m.objects().difference(&before).count(), 1);
-    // No result for it (the contract: FAILED_PRECONDITION naming the dismissal).
+    // No result for it: its outputs are gone, as for WPS 2.0 NoSuchJob (NOT_FOUND, locator
+    // JobID, naming the dismissal).
     let err = m
         .node_client(0)
         .get_result(GetResultRequest { job_id: id.clone() })
         .await
         .expect_err("no result for a dismissed job");
-    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert_eq!(
+        err.metadata()
+            .get("wpsmesh-locator")
+            .and_then(|v| v.to_str().ok()),
+        Some("JobID")
+    );
     assert!(err.message().contains("dismissed"), "{err:?}");
 }
 
