@@ -120,7 +120,7 @@ pub async fn run_with_store(
     let _ = stop_tx.send(());
     serving.await??;
     // No new claims; claimed jobs get a lease's time to finish, then the pool's shutdown cuts
-    // them short and they are retried elsewhere once their lease runs out.
+    // them short and they are handed back to the queue for another node.
     scheduler.stop.cancel();
     let drained = tokio::time::timeout(config.jobs.lease, async {
         while scheduling.join_next().await.is_some() {}

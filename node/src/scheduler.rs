@@ -12,9 +12,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::error::NodeError;
 use crate::execute::Executor;
 use crate::jobs::{Job, JobResult, Jobs};
 use crate::outputs;
+use crate::pool::PoolError;
 use crate::store::{Claim, Heartbeat, JobStore, JobsConfig, Lease, Outcome, StoreError};
 
 /// Longest a claim blocks before looking at shutdown again.
@@ -99,11 +101,34 @@ impl Scheduler {
         let result = self.executor.run(&job, request).await;
         heartbeat.cancel();
         let _ = beats.await;
-        if result.is_err() && self.stop.is_cancelled() && !job.cancel.is_cancelled() {
-            // Cut short by this node's shutdown: not the job's fault. Its lease runs out and
-            // another node takes it (or it fails saying why).
-            warn!(job = %job.id, attempt = lease.attempt, "job cut short by node shutdown; left to be retried after its lease");
+        let handed_back = match &result {
+            Err(_) if self.stop.is_cancelled() && !job.cancel.is_cancelled() => {
+                Some(format!("queued again: node {} is shutting down", self.node))
+            }
+            Err(NodeError::Pool(PoolError::Busy)) => Some(format!(
+                "queued again: node {} had no room in its worker queue",
+                self.node
+            )),
+            _ => None,
+        };
+        if let Some(reason) = handed_back {
+            // Not the job's fault: another node takes it, without using up an attempt.
+            match self.store.release(&lease, &reason).await {
+                Ok(true) => {
+                    info!(job = %job.id, attempt = lease.attempt, reason = %reason, "job handed back to the queue")
+                }
+                Ok(false) => {
+                    warn!(job = %job.id, attempt = lease.attempt, "job not handed back; attempt fenced out")
+                }
+                Err(e) => {
+                    warn!(job = %job.id, error = %e, "job not handed back; another node takes it when its lease runs out")
+                }
+            }
             self.jobs.remove(&job.id);
+            if !self.stop.is_cancelled() {
+                // Keep the slot a moment so this node does not take the job straight back.
+                tokio::time::sleep(BACKOFF).await;
+            }
             return;
         }
         let log = job.log();

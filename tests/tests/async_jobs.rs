@@ -1,6 +1,7 @@
 //! End to end: asynchronous jobs in Redis over real processes (redis-server, storage, nodes with
 //! one QGIS worker each, edges): jobs shared across edges and nodes, a killed node, a stopped node
-//! fenced out, dismiss, Redis restarted under the mesh, expiry of records and files.
+//! fenced out, a stopping node handing its job back, dismiss, Redis restarted under the mesh,
+//! expiry of records and files.
 
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -332,6 +333,51 @@ async fn a_stopped_node_is_fenced_out_and_the_second_attempt_stands() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopping_hands_its_running_job_back_to_another_node() {
+    let mut m = mesh(MeshSpec::new(2)).await;
+    let long = m.upload(&DATA.long).await;
+    let (id, _) = m.submit(0, &buffer(&long)).await;
+    let running = m
+        .wait_status(0, &id, Duration::from_secs(60), "running", |s| {
+            s.state() == JobState::Running && !s.worker.is_empty()
+        })
+        .await;
+    let x = m.node_index(&running.node);
+    let y = 1 - x;
+
+    m.nodes[x].signal(Signal::SIGTERM).expect("SIGTERM");
+    let stopped = Instant::now();
+    // The stopping node drains for one lease, then hands the job back at once: the other node
+    // runs it as attempt 2 (a release, not a lost lease: the job keeps its retry).
+    let moved = m
+        .wait_status(
+            y,
+            &id,
+            LEASE + Duration::from_secs(20),
+            "running on the other node",
+            |s| s.state() == JobState::Running && s.node == m.nodes[y].addr(),
+        )
+        .await;
+    assert_eq!(moved.attempt, 2, "{moved:?}");
+    let node = &mut m.nodes[x];
+    wpsmesh_tests::eventually("the stopped node exits", Duration::from_secs(30), || {
+        !node.is_running()
+    })
+    .await
+    .expect("node exits after SIGTERM");
+    let log = m.nodes[x].log();
+    assert!(
+        log.contains("job handed back to the queue"),
+        "{}",
+        m.nodes[x].log_tail(30)
+    );
+    assert!(log.contains("node stopped"), "{}", m.nodes[x].log_tail(30));
+    eprintln!("job moved {:?} after SIGTERM", stopped.elapsed());
+    let (status, body) = m.dismiss(0, &id).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,6 +79,7 @@ where
     )
     .await;
     lost_leases_requeue_then_fail(&make(limits.clone()).await).await;
+    released_attempts_do_not_count(&make(limits.clone()).await).await;
     dismissal(&make(limits.clone()).await).await;
     expiry(
         &make(Limits {
@@ -219,6 +220,38 @@ async fn lost_leases_requeue_then_fail(store: &dyn JobStore) {
     );
     assert!(s.finished_at.is_some());
     assert!(!store.finish(&second.lease, "", &late).await.unwrap());
+}
+
+async fn released_attempts_do_not_count(store: &dyn JobStore) {
+    let id = submit(store, "p").await;
+    let first = store.claim("n1", LONG, NONE).await.unwrap().unwrap();
+    assert!(
+        store
+            .release(&first.lease, "node n1 is stopping")
+            .await
+            .unwrap()
+    );
+    let s = state(store, &id).await;
+    assert_eq!(
+        (s.state(), s.message.as_str()),
+        (JobState::Accepted, "node n1 is stopping")
+    );
+    // Released: the first attempt may write no more, and cannot release twice.
+    assert!(!store.release(&first.lease, "again").await.unwrap());
+    let beat = Heartbeat::default();
+    assert!(!store.heartbeat(&first.lease, LONG, &beat).await.unwrap());
+    // The next attempt's lease runs out: still one retry left, the release did not use it.
+    let second = store
+        .claim("n2", Duration::from_millis(300), NONE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.lease.attempt, 2);
+    let reaped = reap_some(store).await;
+    assert_eq!(reaped.len(), 1);
+    assert!(reaped[0].requeued, "{reaped:?}");
+    let third = store.claim("n3", LONG, NONE).await.unwrap().unwrap();
+    assert_eq!(third.lease.attempt, 3);
 }
 
 async fn dismissal(store: &dyn JobStore) {

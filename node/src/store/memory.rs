@@ -31,6 +31,8 @@ struct Entry {
     record: JobRecord,
     request: wire::ExecuteRequest,
     lease_until: Option<SystemTime>,
+    /// Attempts handed back by their node, not counted against `max_attempts`.
+    released: u32,
 }
 
 impl Entry {
@@ -123,6 +125,7 @@ impl JobStore for MemoryStore {
                 },
                 request: job.request,
                 lease_until: None,
+                released: 0,
             },
         );
         inner.queue.push_back(job.id);
@@ -209,6 +212,27 @@ impl JobStore for MemoryStore {
         Ok(true)
     }
 
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Inner { jobs, queue } = &mut *inner;
+        let Some(entry) = jobs.get_mut(&lease.job_id) else {
+            return Ok(false);
+        };
+        if !entry.owned_by(lease) {
+            return Ok(false);
+        }
+        let s = &mut entry.record.status;
+        s.state = JobState::Accepted as i32;
+        s.worker.clear();
+        s.message = reason.to_owned();
+        entry.lease_until = None;
+        entry.released += 1;
+        queue.push_back(lease.job_id.clone());
+        drop(inner);
+        self.queued.notify_one();
+        Ok(true)
+    }
+
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         Ok(self.lock().jobs.get(id).map(|e| e.record.clone()))
     }
@@ -250,7 +274,7 @@ impl JobStore for MemoryStore {
             }
             let s = &mut entry.record.status;
             let (node, attempt) = (s.node.clone(), s.attempt);
-            let requeued = attempt < self.limits.max_attempts;
+            let requeued = attempt.saturating_sub(entry.released) < self.limits.max_attempts;
             if requeued {
                 s.state = JobState::Accepted as i32;
                 s.message = format!(

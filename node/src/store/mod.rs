@@ -125,6 +125,10 @@ pub trait JobStore: Send + Sync + 'static {
         outcome: &Outcome,
     ) -> Result<bool, StoreError>;
 
+    /// Hands a running attempt back to the queue without counting it against the job's
+    /// attempts (its node is stopping, or has no worker after all). `false`: fenced out.
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<bool, StoreError>;
+
     /// One job's record.
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
 

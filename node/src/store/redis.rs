@@ -44,6 +44,7 @@ struct Scripts {
     finish: Script,
     dismiss: Script,
     reap: Script,
+    release: Script,
 }
 
 /// Job state in Redis.
@@ -127,6 +128,7 @@ impl RedisStore {
             finish: Script::from_lua(script!("lua/finish.lua")),
             dismiss: Script::from_lua(script!("lua/dismiss.lua")),
             reap: Script::from_lua(script!("lua/reap.lua")),
+            release: Script::from_lua(script!("lua/release.lua")),
         };
         Ok(Self {
             client,
@@ -416,6 +418,25 @@ impl JobStore for RedisStore {
             )
             .await?;
         Ok(recorded == 1)
+    }
+
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<bool, StoreError> {
+        let released: i64 = self
+            .eval(
+                &self.scripts.release,
+                vec![
+                    self.keys.job(&lease.job_id),
+                    self.keys.leases.clone(),
+                    self.keys.queue.clone(),
+                ],
+                vec![
+                    text(&lease.job_id),
+                    text(&lease.attempt.to_string()),
+                    text(reason),
+                ],
+            )
+            .await?;
+        Ok(released == 1)
     }
 
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {

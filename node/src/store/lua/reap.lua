@@ -8,11 +8,12 @@ local ttl = tonumber(ARGV[5])
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)) do
   redis.call('ZREM', KEYS[1], id)
   local job = ARGV[1] .. id
-  local f = redis.call('HMGET', job, 'state', 'attempt', 'node')
+  local f = redis.call('HMGET', job, 'state', 'attempt', 'node', 'released')
   if f[1] == '2' then
     local attempt = tonumber(f[2])
     local node = f[3] or ''
-    if attempt < max then
+    -- Attempts handed back by their node (release) do not count.
+    if attempt - (tonumber(f[4]) or 0) < max then
       redis.call('HSET', job, 'state', 1, 'worker', '', 'message',
         'queued again: node ' .. node .. ' stopped renewing its lease on attempt ' .. attempt)
       redis.call('XADD', KEYS[2], '*', 'id', id)
