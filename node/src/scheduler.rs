@@ -84,7 +84,7 @@ impl Scheduler {
     }
 
     /// Runs one claimed job to its recorded end.
-    async fn run(self: Arc<Self>, claim: Claim, _permit: OwnedSemaphorePermit) {
+    async fn run(self: Arc<Self>, claim: Claim, permit: OwnedSemaphorePermit) {
         let Claim {
             lease,
             status,
@@ -131,6 +131,8 @@ impl Scheduler {
             }
             return;
         }
+        // The worker is free: the next claim overlaps recording this outcome.
+        drop(permit);
         let log = job.log();
         let outcome = match result {
             Ok((outputs, _)) => Outcome::Succeeded { outputs, log },
