@@ -39,9 +39,14 @@ static DATA: LazyLock<Data> = LazyLock::new(|| {
     }
 });
 
-async fn mesh(spec: MeshSpec) -> Mesh {
+/// One mesh at a time: the deadlines of these tests (lease + 10 s) are about one mesh's jobs,
+/// not two meshes' QGIS workers fighting over the same two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn mesh(spec: MeshSpec) -> (tokio::sync::MutexGuard<'static, ()>, Mesh) {
+    let turn = ONE_AT_A_TIME.lock().await;
     LazyLock::force(&DATA);
-    Mesh::start(spec).await.expect("mesh starts")
+    (turn, Mesh::start(spec).await.expect("mesh starts"))
 }
 
 /// A JSON job: native:buffer of `href`.
@@ -119,7 +124,7 @@ async fn medium_job_running(m: &Mesh) -> (String, JobStatus, usize, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_submitted_through_one_edge_is_followed_through_another_edge_and_node() {
     // Edge 0 knows only node 0, edge 1 only node 1.
-    let m = mesh(MeshSpec::new(2).edges(vec![vec![0], vec![1]])).await;
+    let (_turn, m) = mesh(MeshSpec::new(2).edges(vec![vec![0], vec![1]])).await;
     let points = m.upload(&DATA.points).await;
 
     // JSON: submitted through edge 0 (so by node 0), followed through edge 1 and node 1.
@@ -191,7 +196,7 @@ async fn a_job_submitted_through_one_edge_is_followed_through_another_edge_and_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_its_job_to_another_node_or_fails_it_within_the_lease() {
-    let mut m = mesh(MeshSpec::new(2)).await;
+    let (_turn, mut m) = mesh(MeshSpec::new(2)).await;
     let (id, running, x, y) = medium_job_running(&m).await;
     let worker: u32 = running
         .worker
@@ -253,7 +258,7 @@ async fn a_killed_node_loses_its_job_to_another_node_or_fails_it_within_the_leas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_node_is_fenced_out_and_the_second_attempt_stands() {
-    let m = mesh(MeshSpec::new(2)).await;
+    let (_turn, m) = mesh(MeshSpec::new(2)).await;
     let (id, _, x, y) = medium_job_running(&m).await;
 
     // Frozen past its lease: the other node takes the job over.
@@ -337,7 +342,7 @@ async fn a_stopped_node_is_fenced_out_and_the_second_attempt_stands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopping_hands_its_running_job_back_to_another_node() {
-    let mut m = mesh(MeshSpec::new(2)).await;
+    let (_turn, mut m) = mesh(MeshSpec::new(2)).await;
     let long = m.upload(&DATA.long).await;
     let (id, _) = m.submit(0, &buffer(&long)).await;
     let running = m
@@ -382,7 +387,7 @@ async fn a_node_stopping_hands_its_running_job_back_to_another_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dismiss_stops_a_running_job_within_the_grace_and_keeps_no_outputs() {
-    let m = mesh(MeshSpec::new(1)).await;
+    let (_turn, m) = mesh(MeshSpec::new(1)).await;
     let points = m.upload(&DATA.points).await;
     let long = m.upload(&DATA.long).await;
     let (id, _) = m.submit(0, &buffer(&long)).await;
@@ -449,7 +454,7 @@ async fn dismiss_stops_a_running_job_within_the_grace_and_keeps_no_outputs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_away_job_calls_fail_and_they_work_again_when_it_is_back() {
-    let mut m = mesh(MeshSpec::new(2)).await;
+    let (_turn, mut m) = mesh(MeshSpec::new(2)).await;
     let points = m.upload(&DATA.points).await;
     let (id, _) = m.submit(0, &buffer(&points)).await;
     m.wait_job(0, &id, "succeeded", Duration::from_secs(60))
@@ -513,7 +518,7 @@ async fn while_redis_is_away_job_calls_fail_and_they_work_again_when_it_is_back(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_jobs_and_their_files_are_gone() {
     let ttl = Duration::from_secs(3);
-    let m = mesh(MeshSpec::new(1).node_env("WPSMESH_NODE__JOBS__TTL", "3s")).await;
+    let (_turn, m) = mesh(MeshSpec::new(1).node_env("WPSMESH_NODE__JOBS__TTL", "3s")).await;
     let points = m.upload(&DATA.points).await;
     let (id, _) = m.submit(0, &buffer(&points)).await;
     let job = m
