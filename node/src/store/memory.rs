@@ -27,6 +27,15 @@ struct Inner {
     queue: VecDeque<String>,
 }
 
+impl Inner {
+    /// The job `lease` is about, if that lease's attempt still holds it (fencing).
+    fn owned(&mut self, lease: &Lease) -> Option<&mut Entry> {
+        self.jobs
+            .get_mut(&lease.job_id)
+            .filter(|e| e.owned_by(lease))
+    }
+}
+
 struct Entry {
     record: JobRecord,
     request: wire::ExecuteRequest,
@@ -165,12 +174,9 @@ impl JobStore for MemoryStore {
         beat: &Heartbeat,
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        let Some(entry) = inner.jobs.get_mut(&lease.job_id) else {
+        let Some(entry) = inner.owned(lease) else {
             return Ok(false);
         };
-        if !entry.owned_by(lease) {
-            return Ok(false);
-        }
         entry.lease_until = Some(SystemTime::now() + duration);
         let s = &mut entry.record.status;
         s.percent_done = beat.percent.min(100);
@@ -190,12 +196,9 @@ impl JobStore for MemoryStore {
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        let Some(entry) = inner.jobs.get_mut(&lease.job_id) else {
+        let Some(entry) = inner.owned(lease) else {
             return Ok(false);
         };
-        if !entry.owned_by(lease) {
-            return Ok(false);
-        }
         if matches!(outcome, Outcome::Succeeded { .. }) {
             entry.record.status.percent_done = 100;
         }
@@ -214,20 +217,16 @@ impl JobStore for MemoryStore {
 
     async fn release(&self, lease: &Lease, reason: &str) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        let Inner { jobs, queue } = &mut *inner;
-        let Some(entry) = jobs.get_mut(&lease.job_id) else {
+        let Some(entry) = inner.owned(lease) else {
             return Ok(false);
         };
-        if !entry.owned_by(lease) {
-            return Ok(false);
-        }
         let s = &mut entry.record.status;
         s.state = JobState::Accepted as i32;
         s.worker.clear();
         s.message = reason.to_owned();
         entry.lease_until = None;
         entry.released += 1;
-        queue.push_back(lease.job_id.clone());
+        inner.queue.push_back(lease.job_id.clone());
         drop(inner);
         self.queued.notify_one();
         Ok(true)
@@ -327,7 +326,7 @@ impl JobStore for MemoryStore {
 }
 
 /// Why a job failed when its last attempt's node went silent.
-pub(super) fn lease_lost_message(node: &str, attempt: u32, max: u32) -> String {
+fn lease_lost_message(node: &str, attempt: u32, max: u32) -> String {
     format!(
         "node {node} stopped renewing its lease on attempt {attempt} of {max} (node lost or stalled); no attempts left"
     )

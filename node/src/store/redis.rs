@@ -55,7 +55,8 @@ pub struct RedisStore {
     scripts: Scripts,
     keys: Keys,
     limits: Limits,
-    lease_floor: Duration,
+    /// How long a queue entry may sit read but unclaimed before the reaper puts it back.
+    unclaimed_after: Duration,
     command_timeout: Duration,
     display: String,
     dismissed: broadcast::Sender<String>,
@@ -136,7 +137,7 @@ impl RedisStore {
             scripts,
             keys,
             limits: config.limits(),
-            lease_floor: config.lease.max(Duration::from_secs(5)),
+            unclaimed_after: config.lease.max(Duration::from_secs(5)),
             command_timeout: config.command_timeout,
             display,
             dismissed,
@@ -489,7 +490,7 @@ impl JobStore for RedisStore {
                     text(&self.keys.job_prefix),
                     Value::Integer(i64::from(self.limits.max_attempts)),
                     text(GROUP),
-                    ms(self.lease_floor),
+                    ms(self.unclaimed_after),
                     ms(self.limits.ttl),
                 ],
             )
