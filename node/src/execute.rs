@@ -9,13 +9,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tracing::info;
-use wpsmesh_proto::storage::{extension_for, valid_extension};
+use wpsmesh_proto::media::extension_for;
 use wpsmesh_proto::wire::process::v1::{self as wire, input, input_description};
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 
 use crate::catalog::Catalog;
 use crate::error::NodeError;
-use crate::fetch::Fetcher;
+use crate::fetch::{Claim, Fetcher, settle_format};
 use crate::jobs::Job;
 use crate::outputs;
 use crate::pool::{Format, InputValue, JobEvent, OutputRequest, Pool, RunJob};
@@ -102,20 +102,21 @@ fn pool_format(f: Option<&wire::Format>) -> Format {
     .unwrap_or_default()
 }
 
-/// The extension to store a complex input under: the format's, else its MIME type's, else the
-/// input's default format's.
-fn input_extension(f: Option<&wire::Format>, d: &wire::InputDescription) -> Option<String> {
-    let default = match &d.kind {
-        Some(input_description::Kind::Complex(c)) => c.formats.first(),
-        _ => None,
+/// What the client declared a complex input to be, from its format (media type, else
+/// extension). The input's default format is no claim: the content decides then.
+fn declared(f: Option<&wire::Format>) -> Option<Claim> {
+    f.and_then(|f| Claim::declared(&f.mime_type, &f.extension))
+}
+
+/// Whether an input takes vector layers, so a zip given to it holds shapefiles to unpack
+/// (inputs that take files as they are, zips included, have no vector format).
+fn takes_vector_layers(d: &wire::InputDescription) -> bool {
+    let Some(input_description::Kind::Complex(c)) = &d.kind else {
+        return false;
     };
-    [f, default].into_iter().flatten().find_map(|f| {
-        if f.extension.is_empty() {
-            extension_for(&f.mime_type).map(str::to_owned)
-        } else {
-            valid_extension(&f.extension)
-        }
-    })
+    c.formats
+        .iter()
+        .any(|f| extension_for(&f.mime_type) == Some("geojson"))
 }
 
 impl Executor {
@@ -145,10 +146,12 @@ impl Executor {
                 .iter()
                 .find(|d| d.id == i.id)
                 .ok_or_else(|| NodeError::invalid(&i.id, "unknown input"))?;
-            let value = self
+            let values = self
                 .resolve(&i.id, i.value, d, &inputs_dir.join(n.to_string()))
                 .await?;
-            run = run.input(&i.id, value);
+            for value in values {
+                run = run.input(&i.id, value);
+            }
         }
         let mut inline = Vec::new();
         for o in &req.outputs {
@@ -187,16 +190,17 @@ impl Executor {
         Ok((published, outcome.log))
     }
 
-    /// Turns one input value into what the worker takes: files land in `dir`.
+    /// Turns one input value into what the worker takes (several values for a zip of
+    /// shapefiles given to a multi-layer input): files land in `dir`.
     async fn resolve(
         &self,
         id: &str,
         value: Option<input::Value>,
         d: &wire::InputDescription,
         dir: &Path,
-    ) -> Result<InputValue, NodeError> {
+    ) -> Result<Vec<InputValue>, NodeError> {
         Ok(match value {
-            Some(input::Value::Literal(l)) => InputValue::Literal(l.value),
+            Some(input::Value::Literal(l)) => vec![InputValue::Literal(l.value)],
             Some(input::Value::BoundingBox(b)) => {
                 if b.lower_corner.len() != 2 || b.upper_corner.len() != 2 {
                     return Err(NodeError::invalid(
@@ -204,49 +208,63 @@ impl Executor {
                         "a bounding box needs two 2D corners",
                     ));
                 }
-                InputValue::BoundingBox {
+                vec![InputValue::BoundingBox {
                     crs: b.crs,
                     lower: b.lower_corner,
                     upper: b.upper_corner,
-                }
+                }]
             }
             Some(input::Value::Complex(c)) => {
                 tokio::fs::create_dir_all(dir).await?;
-                let ext = input_extension(c.format.as_ref(), d).unwrap_or_else(|| "dat".into());
+                let claim = declared(c.format.as_ref());
+                let ext = claim.as_ref().map_or("dat", |c| c.extension.as_str());
                 let path = dir.join(format!("data.{ext}"));
                 tokio::fs::write(&path, &c.data).await?;
-                self.file_input(id, path, pool_format(c.format.as_ref()), dir)
-                    .await?
+                let format = pool_format(c.format.as_ref());
+                self.file_input(id, path, claim, format, d, dir).await?
             }
             Some(input::Value::Reference(r)) => {
                 tokio::fs::create_dir_all(dir).await?;
-                let ext = input_extension(r.format.as_ref(), d);
-                let path = self.fetcher.fetch(id, &r.href, dir, ext.as_deref()).await?;
-                self.file_input(id, path, pool_format(r.format.as_ref()), dir)
-                    .await?
+                let claim = declared(r.format.as_ref());
+                let ext = claim.as_ref().map(|c| c.extension.as_str());
+                let path = self.fetcher.fetch(id, &r.href, dir, ext).await?;
+                let claim = claim.or_else(|| Claim::from_href(&r.href));
+                let format = pool_format(r.format.as_ref());
+                self.file_input(id, path, claim, format, d, dir).await?
             }
             None => return Err(NodeError::invalid(id, "input without a value")),
         })
     }
 
-    /// A file input; zips are unpacked (with limits) and their shapefile is used.
+    /// A file input, named for its checked format; a zip given to a vector input is unpacked
+    /// (with limits) and its shapefiles are the values.
     async fn file_input(
         &self,
         id: &str,
         path: PathBuf,
+        claim: Option<Claim>,
         format: Format,
+        d: &wire::InputDescription,
         dir: &Path,
-    ) -> Result<InputValue, NodeError> {
+    ) -> Result<Vec<InputValue>, NodeError> {
+        let path = settle_format(id, &path, claim.as_ref()).await?;
         let is_zip = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
-        let path = if is_zip {
-            self.fetcher
-                .unzip_shapefile(id, &path, &dir.join("unzipped"))
-                .await?
-        } else {
-            path
-        };
-        Ok(InputValue::File { path, format })
+        if !(is_zip && takes_vector_layers(d)) {
+            return Ok(vec![InputValue::File { path, format }]);
+        }
+        let several = d.max_occurs > 1;
+        let layers = self
+            .fetcher
+            .unzip_shapefiles(id, &path, dir, several)
+            .await?;
+        Ok(layers
+            .into_iter()
+            .map(|path| InputValue::File {
+                path,
+                format: format.clone(),
+            })
+            .collect())
     }
 }

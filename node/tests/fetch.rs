@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::Code;
 use tonic::transport::Channel;
-use wpsmesh_node::fetch::{FetchConfig, FetchError, Fetcher, ZipLimits, unzip_shapefile};
+use wpsmesh_node::fetch::{FetchConfig, FetchError, Fetcher, ZipLimits, unzip_shapefiles};
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_proto::wire::storage::v1::{UploadMetadata, UploadRequest, upload_request};
 use zip::write::SimpleFileOptions;
@@ -686,8 +686,16 @@ impl ZipCase {
         self.root.path().join("dest")
     }
 
+    /// The one shapefile of the zip.
     fn unzip(&self, limits: &ZipLimits) -> Result<PathBuf, FetchError> {
-        unzip_shapefile("INPUT", &self.zip(), &self.dest(), limits)
+        let mut found = unzip_shapefiles("INPUT", &self.zip(), &self.dest(), limits, false)?;
+        assert_eq!(found.len(), 1, "{found:?}");
+        Ok(found.remove(0))
+    }
+
+    /// Every shapefile of the zip, as a multi-layer input takes them.
+    fn unzip_all(&self, limits: &ZipLimits) -> Result<Vec<PathBuf>, FetchError> {
+        unzip_shapefiles("INPUT", &self.zip(), &self.dest(), limits, true)
     }
 
     /// Asserts a refusal naming `expected`, and that only the zip itself remains.
@@ -731,6 +739,43 @@ fn shapefile_zips_unpack() {
     let case = ZipCase::new(&owned(&nested));
     let shp = case.unzip(&ZipLimits::default()).expect("unzipped");
     assert!(shp.ends_with("layer/countries.shp"), "{}", shp.display());
+
+    // Deeper folders too.
+    let case = ZipCase::new(&owned(&shapefile_parts("data/shapes/")));
+    let shp = case.unzip(&ZipLimits::default()).expect("unzipped");
+    assert!(
+        shp.ends_with("data/shapes/countries.shp"),
+        "{}",
+        shp.display()
+    );
+}
+
+#[test]
+fn several_shapefiles_are_several_layers_or_refused_for_one() {
+    let mut parts = shapefile_parts("");
+    parts.extend(shapefile_parts("b/"));
+    let case = ZipCase::new(&owned(&parts));
+    // A multi-layer input takes every one, sorted by path.
+    let all = case.unzip_all(&ZipLimits::default()).expect("unzipped");
+    let rel: Vec<_> = all
+        .iter()
+        .map(|p| p.strip_prefix(case.dest()).expect("inside dest"))
+        .map(|p| p.components().skip(1).collect::<PathBuf>())
+        .collect();
+    assert_eq!(
+        rel,
+        vec![
+            PathBuf::from("b/countries.shp"),
+            PathBuf::from("countries.shp")
+        ]
+    );
+    assert!(all.iter().all(|p| p.is_file()));
+    // A one-layer input cannot guess which: refused naming them, nothing left unpacked.
+    let case = ZipCase::new(&owned(&parts));
+    case.refused(
+        &ZipLimits::default(),
+        "zip holds 2 shapefiles (b/countries.shp, countries.shp) and this input takes one layer",
+    );
 }
 
 #[tokio::test]
@@ -738,17 +783,20 @@ async fn fetcher_unzips_off_the_runtime() {
     let case = ZipCase::new(&owned(&shapefile_parts("")));
     let fetcher = fetcher(|_| {});
     let shp = fetcher
-        .unzip_shapefile("INPUT", &case.zip(), &case.dest())
+        .unzip_shapefiles("INPUT", &case.zip(), &case.dest(), false)
         .await
         .expect("unzipped");
-    assert!(shp.is_file());
+    assert!(shp.len() == 1 && shp[0].is_file(), "{shp:?}");
 }
 
 #[test]
 fn zips_without_shapefile_or_with_unsafe_entries_are_refused() {
     let limits = ZipLimits::default();
+    // Positive control: the same kind of zip with its shapefile unpacks.
+    let ok = ZipCase::new(&[("readme.txt", b"hi".to_vec()), ("a.shp", b"x".to_vec())]);
+    assert!(ok.unzip(&limits).expect("unzipped").is_file());
     ZipCase::new(&[("readme.txt", b"hi".to_vec())]).refused(&limits, "zip contains no .shp file");
-    ZipCase::new(&[("deep/er/countries.shp", b"x".to_vec())])
+    ZipCase::new(&[("__MACOSX/._countries.shp", b"x".to_vec())])
         .refused(&limits, "zip contains no .shp file");
     ZipCase::new(&[("a.shp", b"x".to_vec()), ("../evil.shp", b"x".to_vec())]).refused(
         &limits,
@@ -784,6 +832,23 @@ fn zips_without_shapefile_or_with_unsafe_entries_are_refused() {
 
 #[test]
 fn zip_bombs_and_limits_are_refused() {
+    // Positive control: 1 MiB of zeros (within the ratio grace) and 10 entries at a limit of
+    // 10 unpack.
+    let ok = ZipCase::new(&[("fine.shp", vec![0u8; MIB])]);
+    assert_eq!(
+        std::fs::metadata(ok.unzip(&ZipLimits::default()).expect("unzipped"))
+            .expect("stat")
+            .len(),
+        MIB as u64
+    );
+    let mut ten: Vec<(String, Vec<u8>)> = (0..9).map(|i| (format!("f{i}.txt"), vec![1])).collect();
+    ten.push(("a.shp".into(), vec![1]));
+    ZipCase::new(&owned(&ten))
+        .unzip(&ZipLimits {
+            max_entries: 10,
+            ..ZipLimits::default()
+        })
+        .expect("10 entries at a limit of 10");
     // 50 MiB of zeros compress to about 50 KiB.
     let case = ZipCase::new(&[("bomb.shp", vec![0u8; 50 * MIB])]);
     assert!(std::fs::metadata(case.zip()).expect("zip").len() < 200 * 1024);

@@ -27,6 +27,7 @@ const PUBLIC_URL: &str = "http://localhost:9000";
 struct Data {
     dir: PathBuf,
     points: PathBuf,
+    points_shp: PathBuf,
     countries: PathBuf,
     slow: PathBuf,
 }
@@ -36,6 +37,12 @@ static DATA: LazyLock<Data> = LazyLock::new(|| {
     std::fs::create_dir_all(&dir).expect("data dir");
     Data {
         points: data::derive(&dir, "points.geojson", data::POINTS_SQL),
+        // A folder of its own per run: ogr2ogr will not write over a shapefile's old parts.
+        points_shp: {
+            let shp_dir = dir.join(format!("shp-{}", std::process::id()));
+            std::fs::create_dir_all(&shp_dir).expect("shapefile dir");
+            data::derive(&shp_dir, "points.shp", data::POINTS_SQL)
+        },
         countries: data::derive(&dir, "countries.geojson", data::COUNTRIES_SQL),
         slow: data::derive(&dir, "slow.geojson", &data::slow_sql(2000)),
         dir,
@@ -46,6 +53,8 @@ static DATA: LazyLock<Data> = LazyLock::new(|| {
 struct Mesh {
     node: ProcessServiceClient<Channel>,
     storage: StorageServiceClient<Channel>,
+    /// The node's work dir: job folders live there while jobs run.
+    work: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -94,6 +103,7 @@ async fn mesh(workers: usize, tweak: impl FnOnce(&mut wpsmesh_node::Config)) -> 
     Mesh {
         node,
         storage,
+        work: dir.path().join("work"),
         _dir: dir,
     }
 }
@@ -137,6 +147,9 @@ impl Mesh {
         let info = wpsmesh_node::outputs::upload_file(&mut self.storage, path, &name)
             .await
             .expect("upload");
+        if info.format.is_empty() {
+            return format!("{PUBLIC_URL}/api/file/retrieve/{}", info.id);
+        }
         format!("{PUBLIC_URL}/api/file/retrieve/{}.{}", info.id, info.format)
     }
 
@@ -459,48 +472,248 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     w.finish().expect("zip finish").into_inner()
 }
 
+/// The parts of the points shapefile (`.shp`, `.shx`, `.dbf`, `.prj`) under `prefix` in a zip.
+fn shapefile_entries(prefix: &str) -> Vec<(String, Vec<u8>)> {
+    ["shp", "shx", "dbf", "prj"]
+        .iter()
+        .map(|ext| {
+            let part = DATA.points_shp.with_extension(ext);
+            let bytes = std::fs::read(&part).expect("shapefile part");
+            (format!("{prefix}points.{ext}"), bytes)
+        })
+        .collect()
+}
+
+fn zip_owned(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let borrowed: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    zip_of(&borrowed)
+}
+
+/// A tiny HTTP server answering every request with `body`.
+async fn file_server(body: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let body = std::sync::Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+            });
+        }
+    });
+    port
+}
+
+fn complex(id: &str, mime_type: &str, data: &[u8]) -> Input {
+    Input {
+        id: id.into(),
+        value: Some(input::Value::Complex(ComplexValue {
+            format: Some(Format {
+                mime_type: mime_type.into(),
+                ..Default::default()
+            }),
+            data: data.to_vec().into(),
+        })),
+    }
+}
+
+fn typed_reference(id: &str, href: &str, mime_type: &str) -> Input {
+    Input {
+        id: id.into(),
+        value: Some(input::Value::Reference(Reference {
+            href: href.into(),
+            format: Some(Format {
+                mime_type: mime_type.into(),
+                ..Default::default()
+            }),
+        })),
+    }
+}
+
+/// Job folders left in a node's work dir.
+fn leftovers(work: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(work)
+        .expect("the node's work dir exists")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect()
+}
+
+impl Mesh {
+    /// Runs a job that must succeed; the feature count of its GeoJSON OUTPUT.
+    async fn features(&mut self, req: ExecuteRequest, what: &str) -> usize {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let resp = self.node.execute(req).await;
+        let resp = resp.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        let out = resp.into_inner();
+        let Some(output::Value::Reference(r)) = out
+            .outputs
+            .iter()
+            .find(|o| o.id == "OUTPUT")
+            .and_then(|o| o.value.clone())
+        else {
+            panic!("{what}: no OUTPUT reference: {out:?}");
+        };
+        let path = dir.path().join("out.geojson");
+        std::fs::write(&path, self.download(&r.object_id).await).expect("write");
+        stats(&path).0
+    }
+}
+
+/// Zipped shapefiles, flat, nested or several for a multi-layer input, by reference and by
+/// value, with and without a declared media type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zipped_shapefiles_are_layers() {
+    let mut m = mesh(1, |_| {}).await;
+    let flat = zip_owned(&shapefile_entries(""));
+    let nested = zip_owned(&shapefile_entries("export/layers/"));
+    let mut two = shapefile_entries("");
+    two.extend(shapefile_entries("b/"));
+    let two = zip_owned(&two);
+    let flat_href = m.upload_bytes("points.zip", &flat).await;
+    let nested_href = m.upload_bytes("nested.zip", &nested).await;
+    // An href without the .zip: the content's signature decides.
+    let unnamed = m.upload_bytes("points", &flat).await;
+    let two_href = m.upload_bytes("two.zip", &two).await;
+    let buffer = |input: Input| execute("native:buffer", vec![input, literal("DISTANCE", "0.5")]);
+    for (what, input) in [
+        ("flat, no media type", reference("INPUT", &flat_href)),
+        (
+            "flat, application/x-zipped-shp",
+            typed_reference("INPUT", &flat_href, "application/x-zipped-shp"),
+        ),
+        ("nested folders", reference("INPUT", &nested_href)),
+        ("href without extension", reference("INPUT", &unnamed)),
+        (
+            "by value, application/zip",
+            complex("INPUT", "application/zip", &flat),
+        ),
+        ("by value, no media type", complex("INPUT", "", &nested)),
+    ] {
+        assert_eq!(m.features(buffer(input), what).await, 240, "{what}");
+    }
+    // Several layers: every shapefile of the zip is one.
+    let merged = m
+        .features(
+            execute(
+                "native:mergevectorlayers",
+                vec![
+                    reference("LAYERS", &two_href),
+                    reference("LAYERS", &flat_href),
+                ],
+            ),
+            "merge",
+        )
+        .await;
+    assert_eq!(merged, 3 * 240);
+    assert!(leftovers(&m.work).is_empty(), "{:?}", leftovers(&m.work));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_naming_the_parameter() {
-    let mut m = mesh(1, |c| c.fetch.allow = vec!["localhost".into()]).await;
+    let mut m = mesh(1, |c| {
+        c.fetch.allow = vec!["localhost".into()];
+        c.fetch.zip.max_entries = 8;
+        c.fetch.max_bytes = 1024 * 1024;
+    })
+    .await;
+    let points_bytes = std::fs::read(&DATA.points).expect("points");
     let points = m.upload(&DATA.points).await;
+    let shp = shapefile_entries("");
+    let good_zip = m.upload_bytes("good.zip", &zip_owned(&shp)).await;
+    let mut with_readme = shp.clone();
+    with_readme.push(("readme.txt".into(), b"hello".to_vec()));
     let no_shp = m
         .upload_bytes("noshp.zip", &zip_of(&[("readme.txt", b"hello")]))
         .await;
-    let slip = m
-        .upload_bytes("slip.zip", &zip_of(&[("../evil.shp", b"x")]))
+    let mut slip = shp.clone();
+    slip.push(("../evil.txt".into(), b"x".to_vec()));
+    let slip = m.upload_bytes("slip.zip", &zip_owned(&slip)).await;
+    let mut bomb = shp.clone();
+    bomb.push(("padding.txt".into(), vec![0u8; 50 * 1024 * 1024]));
+    let bomb = m.upload_bytes("bomb.zip", &zip_owned(&bomb)).await;
+    let mut crowded = shp.clone();
+    crowded.extend((0..5).map(|i| (format!("extra{i}.txt"), vec![1u8])));
+    let crowded = m.upload_bytes("crowded.zip", &zip_owned(&crowded)).await;
+    let mut two = shp.clone();
+    two.extend(shapefile_entries("b/"));
+    let two = m.upload_bytes("two.zip", &zip_owned(&two)).await;
+    let big = m
+        .upload_bytes("big.geojson", &vec![b' '; 1024 * 1024 + 1])
         .await;
-    let bomb = m
-        .upload_bytes(
-            "bomb.zip",
-            &zip_of(&[("a.shp", &vec![0u8; 50 * 1024 * 1024])]),
-        )
-        .await;
-    let redirect_port = redirector("http://127.0.0.1:9/x".into()).await;
+    let served = file_server(points_bytes.clone()).await;
+    let to_allowed = redirector(format!("http://localhost:{served}/points.geojson")).await;
+    let to_loopback = redirector("http://127.0.0.1:9/x".into()).await;
     let buffer = |extra: Vec<Input>| execute("native:buffer", extra);
-    let malformed = Input {
-        id: "INPUT".into(),
-        value: Some(input::Value::Complex(ComplexValue {
-            format: Some(Format {
-                mime_type: "application/geo+json".into(),
-                ..Default::default()
-            }),
-            data: br#"{"type": "FeatureCollection", "features": [{"type": "#
-                .to_vec()
-                .into(),
-        })),
-    };
-    let cases: Vec<(&str, ExecuteRequest, Code, &str)> = vec![
+    let truncated = br#"{"type": "FeatureCollection", "features": [{"type": "#;
+
+    // Positive controls: the valid form of every kind of input refused below succeeds.
+    let with_readme = m.upload_bytes("readme.zip", &zip_owned(&with_readme)).await;
+    for (what, req) in [
+        (
+            "valid values",
+            buffer(vec![
+                reference("INPUT", &good_zip),
+                literal("DISTANCE", "1.5"),
+                literal("SEGMENTS", "3"),
+                literal("END_CAP_STYLE", "Flat"),
+            ]),
+        ),
+        (
+            "zip with a readme beside the shapefile (5 entries, limit 8)",
+            buffer(vec![reference("INPUT", &with_readme)]),
+        ),
+        (
+            "complete geojson by value",
+            buffer(vec![complex(
+                "INPUT",
+                "application/geo+json",
+                &points_bytes,
+            )]),
+        ),
+        (
+            "allowed loopback host",
+            buffer(vec![reference(
+                "INPUT",
+                &format!("http://localhost:{served}/points.geojson"),
+            )]),
+        ),
+        (
+            "redirect to an allowed host",
+            buffer(vec![reference(
+                "INPUT",
+                &format!("http://localhost:{to_allowed}/data.geojson"),
+            )]),
+        ),
+    ] {
+        assert_eq!(m.features(req, what).await, 240, "{what}");
+    }
+
+    let cases: Vec<(&str, ExecuteRequest, Code, &str, &str)> = vec![
         (
             "unknown algorithm",
             execute("native:nope", vec![]),
             Code::NotFound,
             "Identifier",
+            "native:nope",
         ),
         (
             "missing input",
             buffer(vec![literal("DISTANCE", "1")]),
             Code::InvalidArgument,
             "INPUT",
+            "missing required input",
         ),
         (
             "text for a number",
@@ -510,12 +723,14 @@ async fn bad_input_is_refused_naming_the_parameter() {
             ]),
             Code::InvalidArgument,
             "DISTANCE",
+            "expected a number, got 'abc'",
         ),
         (
             "number out of range",
             buffer(vec![reference("INPUT", &points), literal("SEGMENTS", "0")]),
             Code::InvalidArgument,
             "SEGMENTS",
+            "below the minimum",
         ),
         (
             "enum value not allowed",
@@ -525,36 +740,77 @@ async fn bad_input_is_refused_naming_the_parameter() {
             ]),
             Code::InvalidArgument,
             "END_CAP_STYLE",
+            "'Hexagon' is not one of",
         ),
         (
             "malformed geojson",
-            buffer(vec![malformed]),
+            buffer(vec![complex("INPUT", "application/geo+json", truncated)]),
             Code::InvalidArgument,
             "INPUT",
+            "not a readable vector dataset",
+        ),
+        (
+            "declared type contradicting the content",
+            buffer(vec![complex(
+                "INPUT",
+                "application/x-zipped-shp",
+                &points_bytes,
+            )]),
+            Code::InvalidArgument,
+            "INPUT",
+            "declared as application/x-zipped-shp but the content is GeoJSON",
         ),
         (
             "zip without .shp",
             buffer(vec![reference("INPUT", &no_shp)]),
             Code::InvalidArgument,
             "INPUT",
+            "zip contains no .shp file",
         ),
         (
             "zip slip",
             buffer(vec![reference("INPUT", &slip)]),
             Code::InvalidArgument,
             "INPUT",
+            "zip entry \"../evil.txt\" is refused: it has a '..' component",
         ),
         (
             "zip bomb",
             buffer(vec![reference("INPUT", &bomb)]),
             Code::InvalidArgument,
             "INPUT",
+            "zip entry \"padding.txt\" expands more than",
         ),
         (
-            "loopback href",
-            buffer(vec![reference("INPUT", "http://127.0.0.1:9000/x.geojson")]),
+            "zip with too many entries",
+            buffer(vec![reference("INPUT", &crowded)]),
             Code::InvalidArgument,
             "INPUT",
+            "zip has more than 8 entries",
+        ),
+        (
+            "several shapefiles for one layer",
+            buffer(vec![reference("INPUT", &two)]),
+            Code::InvalidArgument,
+            "INPUT",
+            "zip holds 2 shapefiles (b/points.shp, points.shp) and this input takes one layer",
+        ),
+        (
+            "input over the size limit",
+            buffer(vec![reference("INPUT", &big)]),
+            Code::InvalidArgument,
+            "INPUT",
+            "larger than the limit of 1048576 bytes",
+        ),
+        (
+            "loopback address",
+            buffer(vec![reference(
+                "INPUT",
+                &format!("http://127.0.0.1:{served}/points.geojson"),
+            )]),
+            Code::InvalidArgument,
+            "INPUT",
+            "address 127.0.0.1 is not allowed (loopback)",
         ),
         (
             "metadata href",
@@ -564,30 +820,34 @@ async fn bad_input_is_refused_naming_the_parameter() {
             )]),
             Code::InvalidArgument,
             "INPUT",
+            "address 169.254.169.254 is not allowed",
         ),
         (
             "ipv6 loopback href",
             buffer(vec![reference("INPUT", "http://[::1]/x.geojson")]),
             Code::InvalidArgument,
             "INPUT",
+            "address ::1 is not allowed (loopback)",
         ),
         (
             "file href",
             buffer(vec![reference("INPUT", "file:///etc/passwd")]),
             Code::InvalidArgument,
             "INPUT",
+            "scheme \"file\" is not allowed",
         ),
         (
             "redirect to loopback",
             buffer(vec![reference(
                 "INPUT",
-                &format!("http://localhost:{redirect_port}/data.geojson"),
+                &format!("http://localhost:{to_loopback}/data.geojson"),
             )]),
             Code::InvalidArgument,
             "INPUT",
+            "redirect to http://127.0.0.1:9/x refused",
         ),
     ];
-    for (what, req, code, locator) in cases {
+    for (what, req, code, locator, reason) in cases {
         let err = m.node.execute(req).await.expect_err(what);
         assert_eq!(err.code(), code, "{what}: {err:?}");
         let got = err
@@ -596,9 +856,14 @@ async fn bad_input_is_refused_naming_the_parameter() {
             .and_then(|v| v.to_str().ok());
         assert_eq!(got, Some(locator), "{what}: locator of {err:?}");
         assert!(
-            err.message().contains(locator) || locator == "Identifier",
-            "{what}: message names {locator}: {}",
+            err.message().contains(reason),
+            "{what}: the message gives the reason {reason:?}: {}",
             err.message()
+        );
+        assert!(
+            leftovers(&m.work).is_empty(),
+            "{what}: left behind {:?}",
+            leftovers(&m.work)
         );
     }
     // The node keeps serving.

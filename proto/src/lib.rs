@@ -1,6 +1,7 @@
 //! wpsmesh gRPC contracts: the generated wire types (`process::v1`, `storage::v1`) and the
 //! checked domain types they are converted into on receipt.
 
+pub mod media;
 pub mod storage;
 
 /// Generated wire types, as checked in under `src/gen` (see `tests/drift.rs`).

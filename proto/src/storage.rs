@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 
+use crate::media::content_type_for;
 use crate::wire::storage::v1 as wire;
 
 /// Largest chunk accepted in an upload stream and sent in a download stream.
@@ -158,49 +159,6 @@ pub fn extension_of(name: &str) -> Option<String> {
     valid_extension(base.rsplit_once('.')?.1)
 }
 
-/// The MIME type wpsmesh uses for a file extension.
-pub fn content_type_for(format: &str) -> &'static str {
-    match format {
-        "geojson" => "application/geo+json",
-        "json" => "application/json",
-        "gml" => "application/gml+xml",
-        "kml" => "application/vnd.google-earth.kml+xml",
-        "gpkg" => "application/geopackage+sqlite3",
-        "zip" | "shz" => "application/zip",
-        "tif" | "tiff" => "image/tiff",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "xml" => "application/xml",
-        "csv" => "text/csv",
-        "txt" => "text/plain",
-        "html" | "htm" => "text/html",
-        "pdf" => "application/pdf",
-        _ => "application/octet-stream",
-    }
-}
-
-/// The file extension wpsmesh uses for a MIME type, if it knows one (parameters such as
-/// `; subtype=gml/3.1.1` are ignored).
-pub fn extension_for(mime_type: &str) -> Option<&'static str> {
-    let base = mime_type.split(';').next().unwrap_or_default().trim();
-    Some(match base.to_ascii_lowercase().as_str() {
-        "application/geo+json" | "application/vnd.geo+json" => "geojson",
-        "application/json" => "json",
-        "application/gml+xml" | "text/xml" => "gml",
-        "application/vnd.google-earth.kml+xml" => "kml",
-        "application/geopackage+sqlite3" => "gpkg",
-        "application/zip" | "application/x-zipped-shp" | "application/x-esri-shapefile" => "zip",
-        "image/tiff" | "image/geotiff" => "tif",
-        "image/png" => "png",
-        "image/jpeg" => "jpg",
-        "text/csv" => "csv",
-        "text/plain" => "txt",
-        "text/html" => "html",
-        "application/pdf" => "pdf",
-        _ => return None,
-    })
-}
-
 /// Metadata of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -341,16 +299,6 @@ mod tests {
             })
             .is_err()
         );
-    }
-
-    #[test]
-    fn extensions_follow_mime_types() {
-        assert_eq!(extension_for("application/geo+json"), Some("geojson"));
-        assert_eq!(extension_for("text/xml; subtype=gml/3.1.1"), Some("gml"));
-        assert_eq!(extension_for("application/x-unknown"), None);
-        for ext in ["geojson", "gml", "kml", "gpkg", "zip", "tif", "csv"] {
-            assert_eq!(extension_for(content_type_for(ext)), Some(ext), "{ext}");
-        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tonic::transport::Channel;
 use tracing::warn;
-use wpsmesh_proto::storage::content_type_for;
+use wpsmesh_proto::media::content_type_for;
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_proto::wire::storage::v1::{
     DownloadRequest, ObjectInfo, StatRequest, download_response,

@@ -14,7 +14,7 @@ use super::unzip::ZipRefusal;
 /// | variant | code | why |
 /// |---|---|---|
 /// | `Refused`, `InvalidReference` | `INVALID_ARGUMENT` | the client's reference is not acceptable |
-/// | `TooLarge`, `Zip` (limits, bombs, unsafe entries, no `.shp`) | `INVALID_ARGUMENT` | the client's data is refused; not `RESOURCE_EXHAUSTED`, which clients read as "retry later" |
+/// | `TooLarge`, `Zip` (limits, bombs, unsafe entries, no `.shp`), `FormatMismatch` | `INVALID_ARGUMENT` | the client's data is refused; not `RESOURCE_EXHAUSTED`, which clients read as "retry later" |
 /// | `Timeout`, `Unreachable`, `HttpStatus` | `INVALID_ARGUMENT` | the client's URL could not be fetched; the message names it |
 /// | `NotFound` | `NOT_FOUND` | the storage object named by the href does not exist |
 /// | `Storage` | `UNAVAILABLE` when storage was unreachable or timed out, else `INTERNAL` | our own service failed |
@@ -70,6 +70,13 @@ pub enum FetchError {
     NoStorage { input: String },
     #[error("input {input}: {reason}")]
     Zip { input: String, reason: ZipRefusal },
+    /// The client said the file is one format and its content is another.
+    #[error("input {input}: {claim} but the content is {content}")]
+    FormatMismatch {
+        input: String,
+        claim: String,
+        content: &'static str,
+    },
     #[error("input {input}: {context}: {source}")]
     Io {
         input: String,
@@ -95,6 +102,7 @@ impl FetchError {
             | Self::Storage { input, .. }
             | Self::NoStorage { input }
             | Self::Zip { input, .. }
+            | Self::FormatMismatch { input, .. }
             | Self::Io { input, .. } => Some(input),
             Self::Config(_) => None,
         }
@@ -109,7 +117,8 @@ impl FetchError {
             | Self::Timeout { .. }
             | Self::Unreachable { .. }
             | Self::HttpStatus { .. }
-            | Self::Zip { .. } => Code::InvalidArgument,
+            | Self::Zip { .. }
+            | Self::FormatMismatch { .. } => Code::InvalidArgument,
             Self::NotFound { .. } => Code::NotFound,
             Self::Storage { code, .. } => match code {
                 Code::Unavailable | Code::DeadlineExceeded => Code::Unavailable,

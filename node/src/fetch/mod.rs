@@ -4,12 +4,15 @@
 //!   policy of `guard` (checked after DNS resolution, for IP literals and on every redirect);
 //! - hrefs to this deployment's own `/api/file/retrieve/{id}.{ext}` are read from the storage
 //!   service over gRPC (`storage`), never over HTTP;
-//! - zips (shapefiles above all) are unpacked under limits by [`unzip`] and [`unzip_shapefile`].
+//! - the file's format is checked and settled by [`settle_format`]: the client's [`Claim`]
+//!   against the content's signature;
+//! - zips (shapefiles above all) are unpacked under limits by [`unzip`] and [`unzip_shapefiles`].
 //!
 //! Errors are one [`FetchError`] enum that converts into a `tonic::Status`.
 
 mod config;
 mod error;
+mod format;
 mod guard;
 mod http;
 mod sink;
@@ -29,8 +32,9 @@ use wpsmesh_runtime::grpc::MAX_MESSAGE;
 
 pub use config::{FetchConfig, ZipLimits};
 pub use error::FetchError;
+pub use format::{Claim, settle as settle_format};
 pub use guard::Refusal;
-pub use unzip::{Unzipped, ZipRefusal, unzip, unzip_shapefile};
+pub use unzip::{Unzipped, ZipRefusal, unzip, unzip_shapefiles};
 
 use guard::{Policy, shown};
 use storage::StorageHref;
@@ -199,22 +203,25 @@ impl Fetcher {
         Ok(path)
     }
 
-    /// [`unzip_shapefile`] with this fetcher's limits, off the async runtime.
-    pub async fn unzip_shapefile(
+    /// [`unzip_shapefiles`] with this fetcher's limits, off the async runtime.
+    pub async fn unzip_shapefiles(
         &self,
         input_id: &str,
         zip_path: &Path,
         dest_dir: &Path,
-    ) -> Result<PathBuf, FetchError> {
+        several: bool,
+    ) -> Result<Vec<PathBuf>, FetchError> {
         let (input, zip_path, dest_dir) = (
             input_id.to_owned(),
             zip_path.to_owned(),
             dest_dir.to_owned(),
         );
         let limits = self.config.zip.clone();
-        tokio::task::spawn_blocking(move || unzip_shapefile(&input, &zip_path, &dest_dir, &limits))
-            .await
-            .map_err(|e| FetchError::io(input_id, "unzip task failed", std::io::Error::other(e)))?
+        tokio::task::spawn_blocking(move || {
+            unzip_shapefiles(&input, &zip_path, &dest_dir, &limits, several)
+        })
+        .await
+        .map_err(|e| FetchError::io(input_id, "unzip task failed", std::io::Error::other(e)))?
     }
 }
 
@@ -233,18 +240,11 @@ pub(crate) fn choose_ext(hint: Option<&str>, content_type: Option<&str>, path: &
         .unwrap_or_else(|| DEFAULT_EXT.to_owned())
 }
 
+/// The extension a server's content type implies, when it names a specific geodata format
+/// (not `text/plain` or `application/octet-stream`, which servers send for anything).
 fn ext_for_content_type(content_type: &str) -> Option<&'static str> {
-    let essence = content_type.split(';').next()?.trim().to_ascii_lowercase();
-    Some(match essence.as_str() {
-        "application/geo+json" | "application/vnd.geo+json" => "geojson",
-        "application/gml+xml" => "gml",
-        "application/vnd.google-earth.kml+xml" => "kml",
-        "application/geopackage+sqlite3" => "gpkg",
-        "application/zip" | "application/x-zip-compressed" | "application/x-zipped-shp" => "zip",
-        "image/tiff" | "image/geotiff" => "tif",
-        "text/csv" => "csv",
-        _ => return None,
-    })
+    wpsmesh_proto::media::extension_for(content_type)
+        .filter(|e| wpsmesh_proto::media::is_recognisable(e) || *e == "csv")
 }
 
 /// A fresh, safe file name: random hex and the extension.

@@ -47,6 +47,8 @@ pub enum ZipRefusal {
     Encrypted(String),
     #[error("zip contains no .shp file")]
     NoShapefile,
+    #[error("zip holds {count} shapefiles ({names}) and this input takes one layer")]
+    SeveralShapefiles { count: usize, names: String },
 }
 
 /// An unpacked archive: its fresh directory and the files written, relative to it.
@@ -104,33 +106,43 @@ pub fn unzip(
     }
 }
 
-/// Unpacks a zipped shapefile and returns the path of its `.shp`: one at the top level, or
-/// in a single subfolder. With several, the first by name is taken (top level first).
+/// Unpacks zipped shapefiles and returns the paths of their `.shp` files, at the top level
+/// or in folders, sorted by path. Without `several`, a zip holding more than one shapefile is
+/// refused (which one was meant cannot be guessed). On refusal nothing unpacked remains.
 /// Blocking: run it off the async runtime.
-pub fn unzip_shapefile(
+pub fn unzip_shapefiles(
     input_id: &str,
     zip_path: &Path,
     dest_dir: &Path,
     limits: &ZipLimits,
-) -> Result<PathBuf, FetchError> {
+    several: bool,
+) -> Result<Vec<PathBuf>, FetchError> {
     let unzipped = unzip(input_id, zip_path, dest_dir, limits)?;
-    let mut found: Vec<&PathBuf> = unzipped
-        .files
-        .iter()
-        .filter(|p| is_shapefile(p) && p.components().count() <= 2)
-        .collect();
-    found.sort_by_key(|p| (p.components().count(), p.as_os_str().to_owned()));
-    let Some(shp) = found.first() else {
-        let _ = fs::remove_dir_all(&unzipped.dir);
+    let mut found: Vec<&PathBuf> = unzipped.files.iter().filter(|p| is_shapefile(p)).collect();
+    found.sort();
+    let refusal = match found.len() {
+        0 => Some(ZipRefusal::NoShapefile),
+        n if n > 1 && !several => Some(ZipRefusal::SeveralShapefiles {
+            count: n,
+            names: found
+                .iter()
+                .take(5)
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+        _ => None,
+    };
+    if let Some(reason) = refusal {
+        if let Err(rm) = fs::remove_dir_all(&unzipped.dir) {
+            tracing::warn!(dir = %unzipped.dir.display(), error = %rm, "could not remove a refused unzip folder");
+        }
         return Err(FetchError::Zip {
             input: input_id.to_owned(),
-            reason: ZipRefusal::NoShapefile,
+            reason,
         });
-    };
-    if found.len() > 1 {
-        tracing::info!(input = input_id, shapefiles = found.len(), chosen = %shp.display(), "zip holds several shapefiles");
     }
-    Ok(unzipped.dir.join(shp))
+    Ok(found.into_iter().map(|p| unzipped.dir.join(p)).collect())
 }
 
 /// A `.shp` that is not macOS metadata (`__MACOSX/`, `._name.shp`).

@@ -13,6 +13,8 @@ def fmt(mime_type: str, extension: str) -> dict:
 
 GEOJSON = fmt("application/geo+json", "geojson")
 SHAPEFILE_ZIP = fmt("application/zip", "zip")  # an ESRI shapefile's files, zipped flat
+# The same, under the media type the original service and many WPS clients use.
+SHAPEFILE_ZIP_LEGACY = fmt("application/x-zipped-shp", "zip")
 GEOPACKAGE = fmt("application/geopackage+sqlite3", "gpkg")
 GML = fmt("application/gml+xml", "gml")
 KML = fmt("application/vnd.google-earth.kml+xml", "kml")
@@ -20,7 +22,7 @@ GEOTIFF = fmt("image/tiff", "tif")
 FOLDER_ZIP = fmt("application/zip", "zip")  # a destination folder, zipped
 OCTET_STREAM = fmt("application/octet-stream", "")
 
-VECTOR_FORMATS = [GEOJSON, SHAPEFILE_ZIP, GEOPACKAGE, GML, KML]
+VECTOR_FORMATS = [GEOJSON, SHAPEFILE_ZIP, SHAPEFILE_ZIP_LEGACY, GEOPACKAGE, GML, KML]
 RASTER_FORMATS = [GEOTIFF]
 
 # Formats of layers an algorithm changes in place (gdal:assignprojection), by QGIS output type.
