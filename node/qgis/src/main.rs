@@ -4,6 +4,7 @@
 
 mod control;
 mod embed;
+mod interpreter;
 mod python;
 mod wire;
 
@@ -45,8 +46,12 @@ fn serve() -> anyhow::Result<()> {
     let started = Instant::now();
     let sink = Arc::new(wire::take_stdout().context("cannot take stdout")?);
     let control = Arc::new(JobControl::default());
-    Python::initialize();
+    interpreter::initialize()?;
     Python::attach(|py| {
+        let sys = py.import("sys")?;
+        let python_home: String = sys.getattr("prefix")?.extract()?;
+        let version: String = sys.getattr("version")?.extract()?;
+        let python_version = version.split(' ').next().unwrap_or_default().to_owned();
         let (session, qgis) = python::Session::start(py).map_err(|error| {
             error.print(py);
             anyhow::anyhow!("cannot initialise qgis: {error}")
@@ -55,11 +60,15 @@ fn serve() -> anyhow::Result<()> {
             qgis_version: qgis.qgis_version,
             init_seconds: started.elapsed().as_secs_f64(),
             pid: std::process::id(),
+            python_home,
+            python_version,
         };
         tracing::info!(
             qgis = ready.qgis_version,
             seconds = ready.init_seconds,
             qgis_seconds = qgis.seconds,
+            python = ready.python_version,
+            python_home = ready.python_home,
             "worker ready"
         );
         sink.send(Event::Ready(ready))?;

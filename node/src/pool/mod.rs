@@ -82,7 +82,9 @@ impl Pool {
             info!(
                 worker = worker.pid,
                 seconds = ready.init_seconds,
-                "worker started"
+                python = ready.python_version,
+                python_home = ready.python_home,
+                "worker started; its embedded python is fixed at build, whatever PATH says"
             );
         }
         let (queue, receiver) = mpsc::channel(config.queue_limit.max(1));

@@ -143,6 +143,12 @@ pub struct Ready {
     pub init_seconds: f64,
     #[prost(uint32, tag = "3")]
     pub pid: u32,
+    /// The embedded interpreter's prefix (`sys.prefix`), fixed when the worker was built.
+    #[prost(string, tag = "4")]
+    pub python_home: ::prost::alloc::string::String,
+    /// Its version (`3.11.2`).
+    #[prost(string, tag = "5")]
+    pub python_version: ::prost::alloc::string::String,
 }
 /// Described carries the descriptions as JSON (the Python side's `describe_all()` shape).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
