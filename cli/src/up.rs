@@ -1,12 +1,17 @@
 //! `wpsmesh up`: the local mesh on embedded defaults — edge, storage and N nodes in this one
-//! process (each node with its own pool of worker processes) — until Ctrl-C.
+//! process (each node with its own pool of worker processes) — until Ctrl-C. Once the edge's
+//! own readiness check passes (a healthy node, storage answering) it prints one line,
+//! `ready: {public_url}/api/wps`, on stdout: from then on an Execute is served.
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use figment::Figment;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{info, warn};
+use wpsmesh_edge::{Edge, Readiness};
 
 use crate::config::Config;
 
@@ -108,13 +113,15 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
     edge.storage = format!("http://127.0.0.1:{}", storage_addr.port());
     edge.discovery.nodes = node_uris;
     let edge_listener = crate::bind(edge.listen).await?;
+    let edge = Edge::new(edge)?;
+    let wps_url = edge.wps_url();
     println!(
-        "  edge     http://{}  (WPS: {}/api/wps)",
+        "  edge     http://{}  (WPS: {wps_url})",
         edge_listener.local_addr()?,
-        edge.public_url
     );
-    services.spawn(wpsmesh_edge::run(edge, edge_listener, stopped()));
-    info!(nodes = args.nodes, "local mesh up; ctrl-c stops it");
+    let _announce = AbortOnDrop(tokio::spawn(announce(edge.readiness(), wps_url)));
+    services.spawn(edge.serve(edge_listener, stopped()));
+    info!(nodes = args.nodes, "local mesh starting; ctrl-c stops it");
 
     let outcome = tokio::select! {
         () = wpsmesh_runtime::shutdown::signal() => Ok(()),
@@ -131,4 +138,33 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
         }
     }
     outcome
+}
+
+/// How long the mesh may take to become ready before a warning says what is missing (QGIS
+/// takes about 1.5 s per worker, then the catalog is described).
+const READY_WITHIN: Duration = Duration::from_secs(180);
+
+/// Waits for the edge's readiness, then prints `ready: {wps_url}` on stdout. Past
+/// [`READY_WITHIN`] it warns once, naming what is missing, and keeps waiting.
+async fn announce(readiness: Readiness, wps_url: String) {
+    let mut report = readiness.wait(READY_WITHIN).await;
+    if !report.is_ready() {
+        warn!(missing = ?report.missing, waited = ?READY_WITHIN, "local mesh not ready yet; still waiting");
+        while !report.is_ready() {
+            report = readiness.wait(READY_WITHIN).await;
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "ready: {wps_url}");
+    let _ = stdout.flush();
+    info!(url = %wps_url, nodes = report.nodes, "local mesh ready");
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

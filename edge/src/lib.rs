@@ -2,7 +2,8 @@
 //! into gRPC calls on nodes (balanced) and storage.
 //!
 //! `run(config, listener, shutdown)` serves everything on an already bound listener;
-//! `app(...)` builds the router alone, for in-process tests.
+//! [`Edge`] does the same in two steps, handing out its [`Readiness`] in between (`wpsmesh up`
+//! waits on it); `app(...)` builds the router alone, for in-process tests.
 
 pub mod catalog;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod jobs_api;
 pub mod metrics;
 pub mod nodes;
 pub mod ows;
+pub mod ready;
 pub mod wps;
 
 use std::future::Future;
@@ -26,9 +28,17 @@ use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClie
 use wpsmesh_runtime::grpc;
 
 pub use config::Config;
+pub use ready::{Readiness, Report};
 
-/// The whole HTTP surface of the edge over `nodes` and `storage`.
-pub fn app(config: &Config, nodes: nodes::Nodes, storage: StorageServiceClient<Channel>) -> Router {
+/// The whole HTTP surface of the edge over `nodes` and the storage service on `storage`.
+pub fn app(config: &Config, nodes: nodes::Nodes, storage: Channel) -> Router {
+    build(config, nodes, storage).0
+}
+
+/// The router and the readiness check over the same nodes and storage.
+fn build(config: &Config, nodes: nodes::Nodes, storage: Channel) -> (Router, Readiness) {
+    let readiness = Readiness::new(nodes.clone(), storage.clone(), config.discovery.retry_after);
+    let storage = StorageServiceClient::new(storage).max_decoding_message_size(grpc::MAX_MESSAGE);
     let metrics = Arc::new(metrics::Metrics::default());
     let mut service = wps::Service::new(&config.public_url);
     service.title = config.title.clone();
@@ -39,7 +49,7 @@ pub fn app(config: &Config, nodes: nodes::Nodes, storage: StorageServiceClient<C
         service,
         max_body: config.max_body_bytes,
     });
-    Router::new()
+    let router = Router::new()
         .merge(wps::handler::router(wps_state))
         .merge(jobs_api::router(jobs_api::JobsState {
             nodes: nodes.clone(),
@@ -48,8 +58,10 @@ pub fn app(config: &Config, nodes: nodes::Nodes, storage: StorageServiceClient<C
         .merge(files::router(files::FilesState::new(
             storage,
             config.max_upload_bytes,
+            &config.public_url,
         )))
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready::handler).with_state(readiness.clone()))
         .route(
             "/metrics",
             get(metrics::handler).with_state((metrics.clone(), nodes)),
@@ -57,7 +69,54 @@ pub fn app(config: &Config, nodes: nodes::Nodes, storage: StorageServiceClient<C
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
-        ))
+        ));
+    (router, readiness)
+}
+
+/// A configured edge: discovery and health checking started, not serving yet.
+#[derive(Debug)]
+pub struct Edge {
+    config: Config,
+    router: Router,
+    readiness: Readiness,
+}
+
+impl Edge {
+    /// Starts node discovery (needs a tokio runtime) and builds the router.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let storage = grpc::channel(&config.storage)?;
+        let nodes = nodes::Nodes::start(&config.discovery)?;
+        let (router, readiness) = build(&config, nodes, storage);
+        Ok(Self {
+            config,
+            router,
+            readiness,
+        })
+    }
+
+    /// The check behind `GET /ready`, for callers in the same process.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
+    /// The WPS endpoint clients use, `{public_url}/api/wps`.
+    pub fn wps_url(&self) -> String {
+        wps::endpoint(&self.config.public_url)
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        info!(addr = %listener.local_addr()?, public_url = %self.config.public_url, "edge listening");
+        axum::serve(listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        info!("edge stopped");
+        Ok(())
+    }
 }
 
 /// Serves the edge on `listener` until `shutdown` resolves.
@@ -66,14 +125,5 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let storage = StorageServiceClient::new(grpc::channel(&config.storage)?)
-        .max_decoding_message_size(grpc::MAX_MESSAGE);
-    let nodes = nodes::Nodes::start(&config.discovery)?;
-    let app = app(&config, nodes, storage);
-    info!(addr = %listener.local_addr()?, public_url = %config.public_url, "edge listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    info!("edge stopped");
-    Ok(())
+    Edge::new(config)?.serve(listener, shutdown).await
 }

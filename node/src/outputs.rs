@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tokio::io::AsyncReadExt;
 use tonic::transport::Channel;
-use wpsmesh_proto::storage::MAX_CHUNK;
+use wpsmesh_proto::storage::{MAX_CHUNK, retrieve_url};
 use wpsmesh_proto::wire::process::v1 as wire;
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_proto::wire::storage::v1::{self as storage, upload_request};
@@ -94,12 +94,7 @@ pub async fn publish(
                         .unwrap_or_else(|| format.extension.clone());
                     let info = upload_file(client, &path, &format!("{}.{ext}", out.id)).await?;
                     wire::output::Value::Reference(wire::FileReference {
-                        href: format!(
-                            "{}/api/file/retrieve/{}.{}",
-                            public_url.trim_end_matches('/'),
-                            info.id,
-                            info.format
-                        ),
+                        href: retrieve_url(public_url, info.id.as_str(), &info.format),
                         object_id: info.id,
                         format: Some(wire_format(&format)),
                         size: info.length,

@@ -145,6 +145,21 @@ impl TryFrom<wire::UploadMetadata> for NewObject {
     }
 }
 
+/// The file API path under a public URL where stored objects are served, as
+/// `{RETRIEVE_PATH}{id}.{ext}`.
+pub const RETRIEVE_PATH: &str = "api/file/retrieve/";
+
+/// Where a stored object is served: `{public_url}/api/file/retrieve/{id}.{ext}` (just `{id}`
+/// when it has no extension). Nodes read hrefs of this shape straight from storage.
+pub fn retrieve_url(public_url: &str, id: &str, format: &str) -> String {
+    let base = public_url.trim_end_matches('/');
+    if format.is_empty() {
+        format!("{base}/{RETRIEVE_PATH}{id}")
+    } else {
+        format!("{base}/{RETRIEVE_PATH}{id}.{format}")
+    }
+}
+
 /// A file extension as wpsmesh accepts one: 1 to 16 ASCII letters or digits, lowercased (a
 /// leading dot is dropped). Anything else could not be a safe file name suffix.
 pub fn valid_extension(ext: &str) -> Option<String> {

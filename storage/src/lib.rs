@@ -24,9 +24,13 @@ pub use service::StorageService;
 /// Starts a storage service with the local backend in `root` on a free loopback port, in the
 /// background of the current runtime, for tests, benchmarks and local tools; returns its URI.
 pub async fn spawn_local(root: std::path::PathBuf) -> anyhow::Result<String> {
+    spawn_local_on(TcpListener::bind("127.0.0.1:0").await?, root)
+}
+
+/// [`spawn_local`] on an already bound listener (a port a client was told in advance).
+pub fn spawn_local_on(listener: TcpListener, root: std::path::PathBuf) -> anyhow::Result<String> {
     let mut config = Config::default();
     config.local.root = root;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
     let uri = format!("http://{}", listener.local_addr()?);
     tokio::spawn(run(config, listener, std::future::pending()));
     Ok(uri)

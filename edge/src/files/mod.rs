@@ -28,17 +28,23 @@ pub struct FilesState {
     pub storage: StorageServiceClient<Channel>,
     /// Largest file accepted by an upload, in bytes; larger ones get 413 and nothing is stored.
     pub max_upload: u64,
+    /// The URL clients reach the edge at; upload answers give the file's retrieve URL under it.
+    pub public_url: String,
 }
 
 impl FilesState {
-    /// State over a storage client (its message limit raised for 1 MiB chunks).
-    pub fn new(storage: StorageServiceClient<Channel>, max_upload: u64) -> Self {
+    /// State over a storage client (its message limit raised for 1 MiB chunks), for an edge
+    /// reachable at `public_url`.
+    pub fn new(storage: StorageServiceClient<Channel>, max_upload: u64, public_url: &str) -> Self {
         Self {
             storage: storage.max_decoding_message_size(wpsmesh_runtime::grpc::MAX_MESSAGE),
             max_upload,
+            public_url: public_url.to_owned(),
         }
     }
 }
+
+pub use wpsmesh_proto::storage::retrieve_url;
 
 /// `PUT /api/file/upload` (POST too), `GET /api/file/find/{id}`, `DELETE /api/file/delete/{id}`
 /// and `GET /api/file/retrieve/{id}.{ext}`.

@@ -1,7 +1,8 @@
 //! `PUT /api/file/upload`: the multipart field `file` streamed into `Storage.Upload` in chunks
 //! of at most 1 MiB as it arrives. The upload stream ends cleanly only after the last byte; if
 //! the edge gives up (too large, client gone) it ends with an empty message instead, which makes
-//! storage abort, so nothing partial is ever stored.
+//! storage abort, so nothing partial is ever stored. The answer's `data.url` is the file's
+//! absolute retrieve URL, usable as-is as an input href.
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tracing::{debug, info};
 use wpsmesh_proto::storage::MAX_CHUNK;
 use wpsmesh_proto::wire::storage::v1::{UploadMetadata, UploadRequest, upload_request};
 
-use super::{FileError, Shared, object_data, success};
+use super::{FileError, Shared, object_data, retrieve_url, success};
 
 /// Room for the multipart boundaries and part headers around the file.
 const FORM_OVERHEAD: u64 = 64 * 1024;
@@ -78,7 +79,9 @@ pub(super) async fn upload(
         }
         let object = result?;
         info!(object = %object.id, name = %name, length = object.length, "file uploaded");
-        return Ok(success("file uploaded", object_data(&object)));
+        let mut data = object_data(&object);
+        data["url"] = retrieve_url(&state.public_url, &object.id, &object.format).into();
+        return Ok(success("file uploaded", data));
     }
 }
 

@@ -27,6 +27,7 @@ use crate::ows::OwsError;
 pub use channel::{NodeChannel, NodeStats};
 pub use config::{DiscoveryConfig, DiscoveryKind, DnsConfig, DnsRecord};
 pub use discovery::DiscoveryError;
+pub(crate) use pool::check as check_health;
 
 /// Largest message to or from a node (inline complex inputs and outputs), as the node allows.
 pub const MAX_NODE_MESSAGE: usize = 64 * 1024 * 1024;

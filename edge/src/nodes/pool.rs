@@ -165,7 +165,7 @@ impl Pool {
         let mut client = HealthClient::new(node.channel.clone());
         let mut failures: u32 = 0;
         loop {
-            let result = check(&mut client, self.health.timeout).await;
+            let result = check(&mut client, PROCESS_SERVICE, self.health.timeout).await;
             let was = node.healthy.swap(result.is_ok(), Ordering::Relaxed);
             match result {
                 Ok(()) => {
@@ -194,13 +194,15 @@ impl Pool {
     }
 }
 
-/// One `grpc.health.v1.Health/Check` of the process service.
-async fn check(
+/// One `grpc.health.v1.Health/Check` of `service`, bounded by `timeout`: Ok when it answers
+/// SERVING, else a short reason. Node health checks and the edge's readiness both use it.
+pub(crate) async fn check(
     client: &mut HealthClient<tonic::transport::Channel>,
+    service: &str,
     timeout: Duration,
 ) -> Result<(), String> {
     let request = HealthCheckRequest {
-        service: PROCESS_SERVICE.into(),
+        service: service.into(),
     };
     match tokio::time::timeout(timeout, client.check(request)).await {
         Err(_) => Err(format!("no answer within {timeout:?}")),

@@ -9,4 +9,4 @@ pub mod v1;
 pub mod v2;
 mod xml;
 
-pub use xml::Service;
+pub use xml::{Service, endpoint};

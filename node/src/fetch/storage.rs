@@ -7,14 +7,12 @@ use std::path::{Path, PathBuf};
 use tonic::Code;
 use tonic::transport::Channel;
 use url::Url;
-use wpsmesh_proto::storage::{ObjectId, ObjectInfo};
+use wpsmesh_proto::storage::{ObjectId, ObjectInfo, RETRIEVE_PATH as RETRIEVE};
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_proto::wire::storage::v1::{DownloadRequest, download_response};
 
 use super::FetchError;
 use super::sink::{Sink, SinkError};
-
-const RETRIEVE: &str = "api/file/retrieve/";
 
 /// What an href under a public base URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]

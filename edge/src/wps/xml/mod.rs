@@ -29,6 +29,11 @@ pub struct Service {
     pub url: String,
 }
 
+/// The WPS endpoint of a deployment reachable at `public_url`: `{public_url}/api/wps`.
+pub fn endpoint(public_url: &str) -> String {
+    format!("{}/api/wps", public_url.trim_end_matches('/'))
+}
+
 impl Service {
     /// The defaults of a wpsmesh deployment reachable at `public_url` (e.g. `http://host:9000`).
     pub fn new(public_url: &str) -> Self {
@@ -41,7 +46,7 @@ impl Service {
                 "geoprocessing".to_owned(),
             ],
             provider_name: "wpsmesh".to_owned(),
-            url: format!("{}/api/wps", public_url.trim_end_matches('/')),
+            url: endpoint(public_url),
             ..Self::default()
         }
     }
