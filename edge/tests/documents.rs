@@ -875,11 +875,18 @@ fn the_validator_rejects_what_the_writers_avoid() {
         "qualified",
         &described.replace("DataInputs>", "wps:DataInputs>"),
     );
+    // The same documents as written validate in the same run.
+    docs.add("percent-42", &doc);
+    docs.add("unqualified", &described);
     let out = docs.run_validator("1.0.0");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("percent-100.xml fails") && stderr.contains("qualified.xml fails"),
+        stderr.contains("percent-100.xml fails") && stderr.contains("/qualified.xml fails"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("percent-42.xml validates") && stderr.contains("unqualified.xml validates"),
         "{stderr}"
     );
 }

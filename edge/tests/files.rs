@@ -88,9 +88,14 @@ impl Api {
 /// The file router on a free port, over storage at `storage_uri`.
 async fn serve(storage_uri: &str, max_upload: u64) -> String {
     let channel = wpsmesh_runtime::grpc::channel(storage_uri).unwrap();
-    let state = FilesState::new(StorageServiceClient::new(channel), max_upload);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    // The public URL ends in a slash, as configured URLs sometimes do.
+    let state = FilesState::new(
+        StorageServiceClient::new(channel),
+        max_upload,
+        &format!("{base}/"),
+    );
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     base
 }
@@ -136,10 +141,18 @@ async fn small_file_round_trip_with_ranges() {
             .is_some_and(|n| !n.is_empty())
     );
     assert!(body["data"]["etag"].as_str().is_some_and(|e| !e.is_empty()));
+    // The absolute retrieve URL under the public URL, used as-is.
+    let url = body["data"]["url"].as_str().unwrap().to_owned();
+    assert_eq!(url, format!("{}/api/file/retrieve/{id}.geojson", api.base));
+    let fetched = api.http.get(&url).send().await.unwrap();
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(fetched.bytes().await.unwrap(), data);
 
     let (status, found) = json_of(api.get(&format!("/api/file/find/{id}"), None).await).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(found["data"], body["data"]);
+    let mut uploaded = body["data"].clone();
+    uploaded.as_object_mut().unwrap().remove("url");
+    assert_eq!(found["data"], uploaded);
 
     let path = format!("/api/file/retrieve/{id}.geojson");
     let whole = api.get(&path, None).await;
@@ -167,13 +180,21 @@ async fn small_file_round_trip_with_ranges() {
     let beyond = api.get(&path, Some("bytes=1000-")).await;
     assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(header(&beyond, "content-range"), "bytes */1000");
+    let (_, refused) = json_of(beyond).await;
+    assert_eq!(refused["success"], false);
+    assert_eq!(
+        refused["message"],
+        "range not satisfiable for an object of 1000 bytes"
+    );
     // Several ranges are not supported: the whole file comes back.
     let multi = api.get(&path, Some("bytes=0-1,5-6")).await;
     assert_eq!(multi.status(), StatusCode::OK);
     assert_eq!(multi.bytes().await.unwrap().len(), 1000);
     // Another extension is another file.
-    let (status, _) = json_of(api.get(&format!("/api/file/retrieve/{id}.zip"), None).await).await;
+    let (status, body) =
+        json_of(api.get(&format!("/api/file/retrieve/{id}.zip"), None).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], format!("object {id}.zip not found"));
 
     let deleted = api
         .http
@@ -188,7 +209,7 @@ async fn small_file_round_trip_with_ranges() {
         let (status, body) = json_of(api.get(&path, None).await).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(body["success"], false);
-        assert!(body["message"].is_string());
+        assert_eq!(body["message"], format!("object {id} not found"), "{path}");
     }
     let again = api
         .http
@@ -196,7 +217,9 @@ async fn small_file_round_trip_with_ranges() {
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    let (status, body) = json_of(again).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], format!("object {id} not found"));
 }
 
 #[tokio::test]
@@ -218,6 +241,23 @@ async fn empty_file() {
     let range = api.get(&path, Some("bytes=0-")).await;
     assert_eq!(range.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(header(&range, "content-range"), "bytes */0");
+    let (_, refused) = json_of(range).await;
+    assert_eq!(
+        refused["message"],
+        "range not satisfiable for an object of 0 bytes"
+    );
+    // A file without an extension: its url has none either, and serves the bytes.
+    let (status, body) = api
+        .upload(Part::bytes(b"plain".to_vec()).file_name("README"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["data"]["name"].as_str().unwrap();
+    assert_eq!(body["data"]["format"], "");
+    let url = body["data"]["url"].as_str().unwrap();
+    assert_eq!(url, format!("{}/api/file/retrieve/{id}", api.base));
+    let fetched = api.http.get(url).send().await.unwrap();
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(fetched.bytes().await.unwrap(), &b"plain"[..]);
 }
 
 /// Compares a streamed body with `content(len, seed)` as it arrives.
@@ -344,11 +384,20 @@ async fn oversize_upload_is_refused_and_nothing_is_stored() {
     )
     .await
     .unwrap();
-    // Exactly the limit is fine.
+    // Exactly the limit is fine, and stored: the same bytes come back.
     let (status, body) = api
         .upload(Part::bytes(vec![1u8; MIB]).file_name("x.zip"))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["length"], MIB);
+    assert_ne!(api.stored(), before);
+    let stored = api
+        .http
+        .get(body["data"]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.bytes().await.unwrap(), vec![1u8; MIB]);
 }
 
 #[tokio::test]
@@ -377,11 +426,32 @@ async fn client_gone_mid_upload_leaves_nothing() {
     )
     .await
     .unwrap();
+    // The same upload carried through is stored.
+    let chunks = content(4 * MIB, 9).map(Ok::<_, std::io::Error>);
+    let part = Part::stream(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .file_name("whole.tif");
+    let (status, body) = api.upload(part).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["length"], 4 * MIB);
 }
 
 #[tokio::test]
 async fn bad_requests_get_json_errors() {
     let api = Api::start(MIB as u64).await;
+    // The valid forms first: an upload, then find, retrieve and delete by its id.
+    let (status, body) = api
+        .upload(Part::bytes(b"kept".to_vec()).file_name("kept.txt"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let kept = body["data"]["name"].as_str().unwrap().to_owned();
+    let (status, _) = json_of(api.get(&format!("/api/file/find/{kept}"), None).await).await;
+    assert_eq!(status, StatusCode::OK);
+    let whole = api
+        .get(&format!("/api/file/retrieve/{kept}.txt"), None)
+        .await;
+    assert_eq!(whole.bytes().await.unwrap(), &b"kept"[..]);
+    let before = api.stored();
+
     for path in [
         "/api/file/find/not-an-id",
         "/api/file/find/0123456789ABCDEF0123456789abcdef",
@@ -404,8 +474,9 @@ async fn bad_requests_get_json_errors() {
         format!("/api/file/find/{unknown}"),
         format!("/api/file/retrieve/{unknown}.zip"),
     ] {
-        let (status, _) = json_of(api.get(&path, None).await).await;
+        let (status, body) = json_of(api.get(&path, None).await).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["message"], format!("object {unknown} not found"));
     }
     let deleted = api
         .http
@@ -413,7 +484,15 @@ async fn bad_requests_get_json_errors() {
         .send()
         .await
         .unwrap();
-    assert_eq!(deleted.status(), StatusCode::BAD_REQUEST);
+    let (status, body) = json_of(deleted).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid object id"),
+        "{body}"
+    );
 
     // Missing field, wrong field name, not multipart at all.
     let form = Form::new().text("other", "value");
@@ -442,14 +521,22 @@ async fn bad_requests_get_json_errors() {
     let (status, body) = json_of(response).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["success"], false);
-    // Nothing stored by any of it.
     assert!(
-        api.stored()
-            .iter()
-            .all(|p| !p.starts_with(api.root.join("objects"))),
-        "{:?}",
-        api.stored()
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("expected a multipart/form-data body with a field named file"),
+        "{body}"
     );
+    // Nothing stored by any of it, and the valid upload is still there.
+    assert_eq!(api.stored(), before);
+    let deleted = api
+        .http
+        .delete(api.url(&format!("/api/file/delete/{kept}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -458,22 +545,45 @@ async fn storage_down_is_503() {
     let port = wpsmesh_tests::free_port();
     let base = serve(&format!("http://127.0.0.1:{port}"), MIB as u64).await;
     let http = reqwest::Client::new();
-    let response = http
-        .get(format!(
-            "{base}/api/file/find/0123456789abcdef0123456789abcdef"
-        ))
-        .send()
-        .await
-        .unwrap();
+    let find = format!("{base}/api/file/find/0123456789abcdef0123456789abcdef");
+    let upload = || {
+        http.put(format!("{base}/api/file/upload"))
+            .multipart(Form::new().part("file", Part::bytes(vec![1u8; 10]).file_name("a.txt")))
+            .send()
+    };
+    let response = http.get(&find).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     let (_, body) = json_of(response).await;
     assert_eq!(body["success"], false);
-    let response = http
-        .put(format!("{base}/api/file/upload"))
-        .multipart(Form::new().part("file", Part::bytes(vec![1u8; 10]).file_name("a.txt")))
-        .send()
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("file storage is unavailable: "),
+        "{body}"
+    );
+    let (status, body) = json_of(upload().await.unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("file storage is unavailable: "),
+        "{body}"
+    );
+
+    // Storage comes up on that port: the same requests are answered by it.
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let storage = wpsmesh_storage::spawn_local_on(listener, dir.path().join("storage")).unwrap();
+    let service = "wpsmesh.storage.v1.StorageService";
+    wpsmesh_tests::until_serving(&storage, service, Duration::from_secs(10))
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, body) = json_of(http.get(&find).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = json_of(upload().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["length"], 10);
 }

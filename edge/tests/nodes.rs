@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,17 +16,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use common::send;
 use futures::Stream;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::{Response, Status};
-use tower::ServiceExt;
 use wpsmesh_edge::nodes::{DiscoveryConfig, DiscoveryKind, DnsConfig, DnsRecord, Nodes};
 use wpsmesh_edge::ows::OwsCode;
 use wpsmesh_proto::wire::process::v1::process_service_server::{
@@ -53,6 +54,8 @@ struct Behaviour {
     job_calls: AtomicUsize,
     /// What every job call fails with; Submit accepts and the others say NOT_FOUND without it.
     job_error: Mutex<Option<Status>>,
+    /// A Submit was accepted: GetStatus of [`JOB`] answers it as accepted from then on.
+    submitted: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -198,6 +201,7 @@ impl ProcessService for Fake {
         request: tonic::Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
         self.job_call()?;
+        self.b.submitted.store(true, Ordering::SeqCst);
         Ok(Response::new(SubmitResponse {
             job: Some(JobStatus {
                 job_id: JOB.into(),
@@ -213,9 +217,22 @@ impl ProcessService for Fake {
 
     async fn get_status(
         &self,
-        _: tonic::Request<GetStatusRequest>,
+        request: tonic::Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, Status> {
         self.job_call()?;
+        if request.get_ref().job_id == JOB && self.b.submitted.load(Ordering::SeqCst) {
+            return Ok(Response::new(GetStatusResponse {
+                job: Some(JobStatus {
+                    job_id: JOB.into(),
+                    process_id: "native:buffer".into(),
+                    state: JobState::Accepted as i32,
+                    message: "accepted".into(),
+                    node: self.name.clone(),
+                    attempt: 1,
+                    ..Default::default()
+                }),
+            }));
+        }
         Err(with_locator(Status::not_found("no such job"), "JobID"))
     }
 
@@ -475,33 +492,41 @@ async fn a_killed_node_leaves_the_pool_and_comes_back() {
 #[tokio::test]
 async fn an_empty_pool_is_server_busy() {
     init_logs();
-    let nowhere = format!("http://127.0.0.1:{}", wpsmesh_tests::free_port());
+    // A node that is down: it joins unhealthy and stays out of the pool.
+    let mut a = FakeNode::start("a").await;
+    a.kill().await;
     let config = DiscoveryConfig {
-        nodes: vec![nowhere.clone()],
         retry_after: 7,
-        ..static_config(&[])
+        ..static_config(&[&a])
     };
     let nodes = Nodes::start(&config).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(nodes.len(), 0);
     assert!(nodes.is_empty());
+    let busy = "no processing node is available, try again later";
     let err = nodes.client().unwrap_err();
-    assert_eq!(err.code, OwsCode::ServerBusy);
+    assert_eq!((err.code, err.text.as_str()), (OwsCode::ServerBusy, busy));
     assert_eq!(err.retry_after, Some(7));
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
     let err = list_title(&nodes).await.unwrap_err();
-    assert_eq!(err.code, OwsCode::ServerBusy);
+    assert_eq!((err.code, err.text.as_str()), (OwsCode::ServerBusy, busy));
     let stats = nodes.stats();
     assert_eq!(stats.len(), 1);
-    assert_eq!(stats[0].uri, nowhere);
+    assert_eq!(stats[0].uri, a.uri());
     assert!(!stats[0].healthy);
+
+    // The same node up: it joins and the same calls are served.
+    a.restart().await;
+    assert!(nodes.wait_for(1, Duration::from_secs(5)).await);
+    assert!(nodes.client().is_ok());
+    assert_eq!(list_title(&nodes).await.unwrap(), "a");
 
     let none = Nodes::start(&DiscoveryConfig {
         nodes: vec![],
         ..DiscoveryConfig::default()
     })
     .unwrap();
-    assert_eq!(none.client().unwrap_err().code, OwsCode::ServerBusy);
+    let err = none.client().unwrap_err();
+    assert_eq!((err.code, err.text.as_str()), (OwsCode::ServerBusy, busy));
     assert!(!none.wait_for(1, Duration::from_millis(100)).await);
 }
 
@@ -553,7 +578,10 @@ async fn idempotent_calls_are_retried_on_another_node() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code, OwsCode::NoSuchProcess);
+    assert_eq!(
+        (err.code, err.text.as_str()),
+        (OwsCode::NoSuchProcess, "no such process")
+    );
     let after = a.b().describes.load(Ordering::SeqCst) + b.b().describes.load(Ordering::SeqCst);
     assert_eq!(after, before + 1);
 
@@ -597,55 +625,39 @@ async fn execute_is_never_retried() {
             .await
             .unwrap_err();
         assert_eq!(err.code, OwsCode::ServerBusy);
+        assert!(err.text.ends_with(" is draining"), "{}", err.text);
         let total = a.b().executes.load(Ordering::SeqCst) + b.b().executes.load(Ordering::SeqCst);
         assert_eq!(total, round, "one node saw each execute, once");
     }
     // The same failure on an idempotent call is tried on both nodes.
     let err = list_title(&nodes).await.unwrap_err();
     assert_eq!(err.code, OwsCode::ServerBusy);
+    assert!(err.text.ends_with(" is draining"), "{}", err.text);
     assert_eq!(
         a.b().lists.load(Ordering::SeqCst) + b.b().lists.load(Ordering::SeqCst),
         2
     );
+    // Nodes serving again: the same Execute succeeds, on one node, once.
+    a.b().unavailable.store(false, Ordering::SeqCst);
+    b.b().unavailable.store(false, Ordering::SeqCst);
+    let done = nodes
+        .call(|mut c| async move {
+            c.execute(ExecuteRequest {
+                process_id: "native:buffer".into(),
+                ..Default::default()
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.job.unwrap().state, JobState::Successful as i32);
+    let total = a.b().executes.load(Ordering::SeqCst) + b.b().executes.load(Ordering::SeqCst);
+    assert_eq!(total, 11);
 }
 
 // ---------------------------------------------------------------------------------------------
 // The JSON job API over fake nodes
 // ---------------------------------------------------------------------------------------------
-
-/// One request through `app`: status, Retry-After and body.
-async fn send(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    body: &str,
-) -> (StatusCode, Option<String>, String) {
-    let response = app
-        .clone()
-        .oneshot(
-            Request::builder()
-                .method(method)
-                .uri(uri)
-                .body(Body::from(body.to_owned()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let bytes = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (
-        status,
-        retry_after,
-        String::from_utf8(bytes.to_vec()).unwrap(),
-    )
-}
 
 async fn post_job(nodes: &Nodes, body: &str) -> (StatusCode, Option<String>, Value) {
     let router = wpsmesh_edge::jobs_api::router(wpsmesh_edge::jobs_api::JobsState {
@@ -732,68 +744,96 @@ async fn json_job_errors_have_the_right_status() {
     init_logs();
     let a = FakeNode::start("a").await;
     let nodes = started(&static_config(&[&a]), 1).await;
+    // The valid form of every refused request below: answered by the node.
+    let (status, _, answer) = post_job(
+        &nodes,
+        r#"{"identifier": "native:buffer", "mode": "sync", "inputs": {"INPUT": {"type": "reference", "href": "http://edge/a.zip"}, "DISTANCE": {"type": "literal", "value": "0.5"}}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"]["status"], "succeeded");
+    // (body, status, code, locator, reason)
     let cases = [
         (
             r#"{"identifier": "native:buffer", "inputs": {"DISTANCE": {"type": "literal", "value": "far"}}}"#,
             StatusCode::BAD_REQUEST,
             "InvalidParameterValue",
             Some("DISTANCE"),
+            r#"invalid parameter DISTANCE: "far" is not a number"#,
         ),
         (
             r#"{"identifier": "native:nothing", "inputs": {}}"#,
             StatusCode::NOT_FOUND,
             "NoSuchProcess",
             Some("Identifier"),
+            r#"process "native:nothing" not found"#,
         ),
         (
             r#"{"inputs": {}}"#,
             StatusCode::BAD_REQUEST,
             "MissingParameterValue",
             Some("identifier"),
+            "missing parameter identifier",
         ),
         (
             r#"{"identifier": "native:buffer", "inputs": {"INPUT": {"type": "reference"}}}"#,
             StatusCode::BAD_REQUEST,
             "InvalidParameterValue",
             Some("INPUT"),
+            "invalid input INPUT: a reference needs an href",
         ),
         (
             r#"{"identifier": "native:buffer", "inputs": {"X": {"type": "raster"}}}"#,
             StatusCode::BAD_REQUEST,
             "InvalidParameterValue",
             Some("X"),
+            r#"invalid input X: unknown type "raster": expected reference, literal, complex or bbox"#,
         ),
         (
             r#"{"identifier": "native:buffer", "mode": "later"}"#,
             StatusCode::BAD_REQUEST,
             "InvalidParameterValue",
             Some("mode"),
+            r#"expected "sync" or "async", got "later""#,
         ),
         (
             r#"{"identifier": "native:buffer""#,
             StatusCode::BAD_REQUEST,
             "InvalidParameterValue",
             Some("body"),
+            "invalid json: EOF while parsing an object at line 1 column 30",
         ),
     ];
     let executes_before = a.b().executes.load(Ordering::SeqCst);
-    for (body, status, code, locator) in cases {
+    for (body, status, code, locator, reason) in cases {
         let (got, _, answer) = post_job(&nodes, body).await;
         assert_eq!(got, status, "{body}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{body}");
         assert_eq!(answer["error"]["locator"].as_str(), locator, "{body}");
+        assert_eq!(answer["error"]["message"], reason, "{body}");
         assert_eq!(answer["status"]["status"], "failed");
-        assert!(!answer["status"]["message"].as_str().unwrap().is_empty());
+        assert_eq!(answer["status"]["message"], reason, "{body}");
     }
     // Only the two requests that were valid JSON jobs reached the node.
     assert_eq!(a.b().executes.load(Ordering::SeqCst), executes_before + 2);
 
-    let big = format!(
-        r#"{{"identifier": "native:buffer", "inputs": {{"G": {{"type": "complex", "value": "{}"}}}}}}"#,
-        "x".repeat(100 * 1024)
-    );
-    let (status, _, answer) = post_job(&nodes, &big).await;
+    // A body over max_body (64 KiB) is refused; one just under it is accepted.
+    let sized = |len: usize| {
+        let head =
+            r#"{"identifier": "native:buffer", "inputs": {"G": {"type": "complex", "value": ""#;
+        let tail = r#""}}}"#;
+        format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len()))
+    };
+    let (status, _, answer) = post_job(&nodes, &sized(64 * 1024 + 1)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"]["code"], "FileSizeExceeded");
+    assert_eq!(
+        answer["error"]["message"],
+        "request body exceeds 65536 bytes"
+    );
+    let (status, _, answer) = post_job(&nodes, &sized(64 * 1024)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"]["status"], "succeeded");
 
     let empty = Nodes::start(&DiscoveryConfig {
         nodes: vec![],
@@ -805,6 +845,10 @@ async fn json_job_errors_have_the_right_status() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(retry_after.as_deref(), Some("5"));
     assert_eq!(answer["error"]["code"], "ServerBusy");
+    assert_eq!(
+        answer["error"]["message"],
+        "no processing node is available, try again later"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -817,10 +861,7 @@ const JSON_ASYNC: &str = r#"{"identifier": "native:buffer", "mode": "async"}"#;
 
 /// The whole edge over `nodes` (storage unused: a lazy channel to nowhere).
 fn edge(nodes: &Nodes) -> axum::Router {
-    let storage =
-        wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient::new(
-            tonic::transport::Channel::from_static("http://127.0.0.1:9").connect_lazy(),
-        );
+    let storage = tonic::transport::Channel::from_static("http://127.0.0.1:9").connect_lazy();
     let config = wpsmesh_edge::Config {
         public_url: "http://edge.test".into(),
         ..Default::default()
@@ -902,6 +943,29 @@ async fn a_job_store_outage_is_503_naming_the_job_store_and_not_retried() {
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
+    // The job store back: the same submissions are accepted.
+    for node in [&a, &b] {
+        *node.b().job_error.lock().unwrap() = None;
+    }
+    assert_submits_accepted(&app).await;
+}
+
+/// The asynchronous Execute of every API is accepted (fake nodes accept every Submit).
+async fn assert_submits_accepted(app: &axum::Router) {
+    for body in [V1_ASYNC, V2_ASYNC] {
+        let (status, _, answer) = send(app, "POST", "/api/wps", body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert!(
+            answer.contains("<wps:ProcessAccepted>")
+                || answer.contains("<wps:Status>Accepted</wps:Status>"),
+            "{answer}"
+        );
+        assert!(answer.contains(JOB), "{answer}");
+    }
+    let (status, _, answer) = send(app, "POST", "/api/wps/jobs", JSON_ASYNC).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let json: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(json["jobID"], JOB);
 }
 
 #[tokio::test]
@@ -928,8 +992,15 @@ async fn a_full_job_queue_is_server_busy() {
     assert_eq!(retry_after.as_deref(), Some("5"));
     let json: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(json["error"]["code"], "ServerBusy");
+    assert_eq!(
+        json["error"]["message"],
+        "job queue is full (1000 jobs waiting)"
+    );
     assert_eq!(json["status"]["status"], "failed");
     assert_eq!(a.b().job_calls.load(Ordering::SeqCst), 3);
+    // Room in the queue again: the same submissions are accepted.
+    *a.b().job_error.lock().unwrap() = None;
+    assert_submits_accepted(&app).await;
 }
 
 #[tokio::test]
@@ -965,6 +1036,10 @@ async fn malformed_job_ids_never_reach_a_node_and_unknown_jobs_are_not_found() {
             answer.contains(r#"exceptionCode="InvalidParameterValue" locator="JobID""#),
             "{uri}: {answer}"
         );
+        assert!(
+            answer.contains("job ids are 32 lowercase hexadecimal digits"),
+            "{uri}: {answer}"
+        );
     }
     for method in ["GET", "DELETE"] {
         let (status, _, answer) = send(&app, method, "/api/wps/jobs/nope", "").await;
@@ -974,24 +1049,55 @@ async fn malformed_job_ids_never_reach_a_node_and_unknown_jobs_are_not_found() {
             (&json["error"]["code"], &json["error"]["locator"]),
             (&json!("InvalidParameterValue"), &json!("JobID"))
         );
+        assert_eq!(
+            json["error"]["message"],
+            r#"invalid job id "nope": job ids are 32 lowercase hexadecimal digits"#
+        );
     }
     assert_eq!(a.b().job_calls.load(Ordering::SeqCst), 0);
 
-    // Well-formed ids the nodes do not know.
+    // The valid form: the id of a submitted job, through every API.
+    let (status, _, answer) = send(&app, "POST", "/api/wps/jobs", JSON_ASYNC).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
     let (status, _, answer) = send(&app, "GET", &format!("/api/wps/status/{JOB}"), "").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer.contains("<wps:ProcessAccepted>"), "{answer}");
+    let (status, _, answer) = send(
+        &app,
+        "GET",
+        &format!("/api/wps?service=WPS&request=GetStatus&version=2.0.0&jobId={JOB}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        answer.contains("<wps:Status>Accepted</wps:Status>"),
+        "{answer}"
+    );
+    let (status, _, answer) = send(&app, "GET", &format!("/api/wps/jobs/{JOB}"), "").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(a.b().job_calls.load(Ordering::SeqCst), 4);
+
+    // Well-formed ids pass the check and reach a node, which does not know them.
+    let unknown = "fedcba9876543210fedcba9876543210";
+    let (status, _, answer) = send(&app, "GET", &format!("/api/wps/status/{unknown}"), "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     assert!(answer.contains(r#"exceptionCode="InvalidParameterValue" locator="JobID""#));
-    let get_status = format!("/api/wps?service=WPS&request=GetStatus&version=2.0.0&jobId={JOB}");
+    assert!(answer.contains("no such job"), "{answer}");
+    let get_status =
+        format!("/api/wps?service=WPS&request=GetStatus&version=2.0.0&jobId={unknown}");
     let (status, _, answer) = send(&app, "GET", &get_status, "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(answer.contains(r#"exceptionCode="NoSuchJob" locator="JobID""#));
+    assert!(answer.contains("no such job"), "{answer}");
     for method in ["GET", "DELETE"] {
-        let (status, _, answer) = send(&app, method, &format!("/api/wps/jobs/{JOB}"), "").await;
+        let (status, _, answer) = send(&app, method, &format!("/api/wps/jobs/{unknown}"), "").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method}: {answer}");
         let json: Value = serde_json::from_str(&answer).unwrap();
         assert_eq!(json["error"]["code"], "NoSuchJob");
+        assert_eq!(json["error"]["message"], "no such job");
     }
-    assert_eq!(a.b().job_calls.load(Ordering::SeqCst), 4);
+    assert_eq!(a.b().job_calls.load(Ordering::SeqCst), 8);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1200,5 +1306,12 @@ async fn dns_discovery_of_srv_records() {
     // A name without records empties the pool.
     targets.lock().unwrap().clear();
     wait("the pool to empty", || nodes.stats().is_empty()).await;
-    assert_eq!(nodes.client().unwrap_err().code, OwsCode::ServerBusy);
+    let err = nodes.client().unwrap_err();
+    assert_eq!(
+        (err.code, err.text.as_str()),
+        (
+            OwsCode::ServerBusy,
+            "no processing node is available, try again later"
+        )
+    );
 }

@@ -66,10 +66,16 @@ fn bbox(v: &Value) -> &wire::BoundingBox {
     }
 }
 
-fn fails(result: Result<WpsRequest, OwsError>, code: OwsCode, locator: Option<&str>) -> OwsError {
+/// Asserts a refusal: its code, locator and reason (`reason` is part of the exception text).
+fn fails(
+    result: Result<WpsRequest, OwsError>,
+    code: OwsCode,
+    locator: Option<&str>,
+    reason: &str,
+) -> OwsError {
     let err = result.expect_err("should fail");
     assert_eq!((err.code, err.locator.as_deref()), (code, locator), "{err}");
-    assert!(!err.text.is_empty());
+    assert!(err.text.contains(reason), "{:?} lacks {reason:?}", err.text);
     err
 }
 
@@ -212,6 +218,7 @@ fn v1_execute_example_52_post_reference_is_refused_and_the_rest_understood() {
         parse_xml(&body),
         OwsCode::OptionNotSupported,
         Some("InputPolygon"),
+        r#"InputPolygon: reference method "POST" is not supported; inputs are fetched with GET"#,
     );
     assert!(err.text.contains("POST"), "{err}");
 
@@ -356,7 +363,12 @@ fn every_example_request_is_covered() {
             seen += 1;
             let result = parse_xml(&example(&format!("{dir}/{name}")));
             if name.starts_with("52_") {
-                assert_eq!(result.unwrap_err().code, OwsCode::OptionNotSupported);
+                fails(
+                    result,
+                    OwsCode::OptionNotSupported,
+                    Some("InputPolygon"),
+                    r#"reference method "POST" is not supported"#,
+                );
             } else {
                 result.unwrap_or_else(|e| panic!("{name}: {e}"));
             }
@@ -512,31 +524,63 @@ fn v2_execute_errors() {
         )
     };
     let out = r#"<wps:Output id="O"/>"#;
+    // The valid forms of what is refused below.
+    let sync = r#"mode="sync" response="document""#;
+    let valid = [
+        (sync, out.to_owned()),
+        (r#"mode="async" response="raw""#, out.to_owned()),
+        (
+            sync,
+            r#"<wps:Input id="N"><wps:Data>1</wps:Data></wps:Input>"#.to_owned(),
+        ),
+        (
+            sync,
+            r#"<wps:Input id="R"><wps:Reference xlink:href="http://a/b"/></wps:Input>"#.to_owned(),
+        ),
+        (
+            sync,
+            r#"<wps:Output id="O" transmission="reference"/>"#.to_owned(),
+        ),
+        (
+            sync,
+            r#"<wps:Input id="Z"><wps:Data encoding="base64">aGVsbG8=</wps:Data></wps:Input>"#
+                .to_owned(),
+        ),
+    ];
+    for (attrs, inner) in valid {
+        let e = execute(exec(attrs, &inner).unwrap_or_else(|e| panic!("{attrs} {inner}: {e}")));
+        assert_eq!(e.request.process_id, "p");
+    }
     fails(
         exec(r#"response="document""#, out),
         OwsCode::MissingParameterValue,
         Some("mode"),
+        "missing parameter mode",
     );
     fails(
         exec(r#"mode="later" response="document""#, out),
         OwsCode::InvalidParameterValue,
         Some("mode"),
+        r#"mode must be sync, async or auto, not "later""#,
     );
     fails(
         exec(r#"mode="sync" response="pdf""#, out),
         OwsCode::InvalidParameterValue,
         Some("response"),
+        r#"response must be document or raw, not "pdf""#,
     );
     let two = r#"<wps:Output id="A"/><wps:Output id="B"/>"#;
     fails(
         exec(r#"mode="sync" response="raw""#, two),
         OwsCode::InvalidParameterValue,
         Some("response"),
+        "response=raw needs exactly one wps:Output, got 2",
     );
     fails(
         exec(r#"mode="sync" response="raw""#, ""),
         OwsCode::InvalidParameterValue,
         Some("response"),
+        "response=raw needs exactly one wps:Output, got 0",
     );
     let nested =
         r#"<wps:Input id="N"><wps:Input id="M"><wps:Data>1</wps:Data></wps:Input></wps:Input>"#;
@@ -544,24 +588,28 @@ fn v2_execute_errors() {
         exec(r#"mode="sync" response="document""#, nested),
         OwsCode::OptionNotSupported,
         Some("N"),
+        "N: nested inputs are not supported",
     );
     let body = r#"<wps:Input id="R"><wps:Reference xlink:href="http://a/b"><wps:Body>x</wps:Body></wps:Reference></wps:Input>"#;
     fails(
         exec(r#"mode="sync" response="document""#, body),
         OwsCode::OptionNotSupported,
         Some("R"),
+        "R: references with a Body are not supported",
     );
     let no_id = r#"<wps:Input><wps:Data>1</wps:Data></wps:Input>"#;
     fails(
         exec(r#"mode="sync" response="document""#, no_id),
         OwsCode::MissingParameterValue,
         Some("Input"),
+        "missing parameter Input",
     );
     let bad_transmission = r#"<wps:Output id="O" transmission="pigeon"/>"#;
     fails(
         exec(r#"mode="sync" response="document""#, bad_transmission),
         OwsCode::InvalidParameterValue,
         Some("O"),
+        r#"O: transmission must be value or reference, not "pigeon""#,
     );
     let base64_garbage =
         r#"<wps:Input id="Z"><wps:Data encoding="base64">not*base64!</wps:Data></wps:Input>"#;
@@ -569,29 +617,49 @@ fn v2_execute_errors() {
         exec(r#"mode="sync" response="document""#, base64_garbage),
         OwsCode::InvalidParameterValue,
         Some("Z"),
+        "Z: the value is not valid base64",
     );
 }
 
 #[test]
 fn xml_errors_have_codes_and_locators() {
+    // The valid forms of what is refused below.
+    let good = r#"<wps:DescribeProcess xmlns:wps="http://www.opengis.net/wps/1.0.0" xmlns:ows="http://www.opengis.net/ows/1.1" service="WPS" version="1.0.0"><ows:Identifier>a</ows:Identifier></wps:DescribeProcess>"#;
+    assert!(matches!(
+        parse_xml(good.as_bytes()).unwrap(),
+        WpsRequest::DescribeProcess { .. }
+    ));
+    let status = format!(r#"<wps:GetStatus {V2}><wps:JobID>x</wps:JobID></wps:GetStatus>"#);
+    assert!(matches!(
+        parse_xml(status.as_bytes()).unwrap(),
+        WpsRequest::GetStatus { .. }
+    ));
+    let longest = "x".repeat(256);
+    let body = format!(
+        r#"<wps:DescribeProcess {V2}><ows:Identifier>{longest}</ows:Identifier></wps:DescribeProcess>"#
+    );
+    assert!(parse_xml(body.as_bytes()).is_ok());
     // unknown operation
     let body = format!(r#"<wps:Frobnicate {V2}/>"#);
     fails(
         parse_xml(body.as_bytes()),
         OwsCode::OperationNotSupported,
         Some("request"),
+        r#"operation "Frobnicate" is not supported in WPS 2.0.0"#,
     );
     let body = format!(r#"<wps:GetStatus {V1}><wps:JobID>x</wps:JobID></wps:GetStatus>"#);
     fails(
         parse_xml(body.as_bytes()),
         OwsCode::OperationNotSupported,
         Some("request"),
+        r#"operation "GetStatus" is not supported in WPS 1.0.0"#,
     );
     // not WPS at all
     fails(
         parse_xml(b"<Execute service=\"WPS\"/>"),
         OwsCode::InvalidParameterValue,
         Some("request"),
+        r#"<Execute> in namespace "" is not a WPS request"#,
     );
     // service
     let body = r#"<wps:DescribeProcess xmlns:wps="http://www.opengis.net/wps/1.0.0" xmlns:ows="http://www.opengis.net/ows/1.1" version="1.0.0"><ows:Identifier>a</ows:Identifier></wps:DescribeProcess>"#;
@@ -599,6 +667,7 @@ fn xml_errors_have_codes_and_locators() {
         parse_xml(body.as_bytes()),
         OwsCode::MissingParameterValue,
         Some("service"),
+        "missing parameter service",
     );
     fails(
         parse_xml(
@@ -607,6 +676,7 @@ fn xml_errors_have_codes_and_locators() {
         ),
         OwsCode::InvalidParameterValue,
         Some("service"),
+        r#"service must be WPS, not "WMS""#,
     );
     // version against namespace, and unknown versions
     let body = body.replace("version=\"1.0.0\"", "service=\"WPS\" version=\"2.0.0\"");
@@ -614,11 +684,13 @@ fn xml_errors_have_codes_and_locators() {
         parse_xml(body.as_bytes()),
         OwsCode::InvalidParameterValue,
         Some("version"),
+        "version 2.0.0 does not match the namespace http://www.opengis.net/wps/1.0.0",
     );
     fails(
         parse_xml(body.replace("2.0.0", "0.4").as_bytes()),
         OwsCode::InvalidParameterValue,
         Some("version"),
+        r#"version "0.4" is not supported; use 1.0.0 or 2.0.0"#,
     );
     // identifiers and job ids
     let body = format!(r#"<wps:DescribeProcess {V2}/>"#);
@@ -626,18 +698,21 @@ fn xml_errors_have_codes_and_locators() {
         parse_xml(body.as_bytes()),
         OwsCode::MissingParameterValue,
         Some("identifier"),
+        "missing parameter identifier",
     );
     let body = format!(r#"<wps:Execute {V1}><wps:DataInputs/></wps:Execute>"#);
     fails(
         parse_xml(body.as_bytes()),
         OwsCode::MissingParameterValue,
         Some("identifier"),
+        "missing parameter identifier",
     );
     let body = format!(r#"<wps:GetResult {V2}/>"#);
     fails(
         parse_xml(body.as_bytes()),
         OwsCode::MissingParameterValue,
         Some("jobId"),
+        "missing parameter jobId",
     );
     let long = "x".repeat(300);
     let body = format!(
@@ -647,11 +722,33 @@ fn xml_errors_have_codes_and_locators() {
         parse_xml(body.as_bytes()),
         OwsCode::InvalidParameterValue,
         Some("identifier"),
+        "identifier is longer than 256 characters",
     );
 }
 
 #[test]
 fn v1_execute_errors() {
+    // The valid forms of what is refused below.
+    for inputs in [
+        r#"<wps:Input><ows:Identifier>IN</ows:Identifier><wps:Reference xlink:href="http://a/b" method="GET"/></wps:Input>"#.to_owned(),
+        v1_input("IMG", r#"<wps:ComplexData encoding="base64">aGVsbG8=</wps:ComplexData>"#),
+        v1_input("IN", "<wps:LiteralData>1</wps:LiteralData>"),
+        v1_input(
+            "B",
+            r#"<wps:BoundingBoxData><ows:LowerCorner>1 2</ows:LowerCorner><ows:UpperCorner>3 4</ows:UpperCorner></wps:BoundingBoxData>"#,
+        ),
+        v1_input("A", "<wps:LiteralData>1</wps:LiteralData>").repeat(1000),
+    ] {
+        let e = execute(parse_xml(v1_execute(&inputs).as_bytes()).unwrap_or_else(|e| panic!("{inputs}: {e}")));
+        assert!(!e.request.inputs.is_empty());
+    }
+    let stored = format!(
+        r#"<wps:Execute {V1}><ows:Identifier>p</ows:Identifier><wps:ResponseForm><wps:ResponseDocument storeExecuteResponse="true" status="true"/></wps:ResponseForm></wps:Execute>"#
+    );
+    assert_eq!(
+        execute(parse_xml(stored.as_bytes()).unwrap()).response,
+        document(false, true, true)
+    );
     let post = v1_execute(
         r#"<wps:Input><ows:Identifier>IN</ows:Identifier><wps:Reference xlink:href="http://a/b" method="POST"/></wps:Input>"#,
     );
@@ -659,6 +756,7 @@ fn v1_execute_errors() {
         parse_xml(post.as_bytes()),
         OwsCode::OptionNotSupported,
         Some("IN"),
+        r#"IN: reference method "POST" is not supported; inputs are fetched with GET"#,
     );
     let body_ref = v1_execute(
         r#"<wps:Input><ows:Identifier>IN</ows:Identifier><wps:Reference xlink:href="http://a/b"><wps:BodyReference xlink:href="http://c"/></wps:Reference></wps:Input>"#,
@@ -667,6 +765,7 @@ fn v1_execute_errors() {
         parse_xml(body_ref.as_bytes()),
         OwsCode::OptionNotSupported,
         Some("IN"),
+        "IN: references with a BodyReference are not supported",
     );
     let garbage = v1_execute(&v1_input(
         "IMG",
@@ -676,6 +775,7 @@ fn v1_execute_errors() {
         parse_xml(garbage.as_bytes()),
         OwsCode::InvalidParameterValue,
         Some("IMG"),
+        "IMG: the value is not valid base64",
     );
     assert!(err.text.contains("base64"));
     let no_href =
@@ -684,12 +784,14 @@ fn v1_execute_errors() {
         parse_xml(no_href.as_bytes()),
         OwsCode::MissingParameterValue,
         Some("IN"),
+        "IN: reference without href",
     );
     let empty_data = v1_execute(&v1_input("IN", ""));
     fails(
         parse_xml(empty_data.as_bytes()),
         OwsCode::MissingParameterValue,
         Some("IN"),
+        "IN: wps:Data needs wps:LiteralData, wps:ComplexData or wps:BoundingBoxData",
     );
     let bad_bbox = v1_execute(&v1_input(
         "B",
@@ -699,6 +801,7 @@ fn v1_execute_errors() {
         parse_xml(bad_bbox.as_bytes()),
         OwsCode::InvalidParameterValue,
         Some("B"),
+        r#"B: "x" is not a coordinate"#,
     );
     let status_alone = format!(
         r#"<wps:Execute {V1}><ows:Identifier>p</ows:Identifier><wps:ResponseForm><wps:ResponseDocument status="true"/></wps:ResponseForm></wps:Execute>"#
@@ -707,12 +810,14 @@ fn v1_execute_errors() {
         parse_xml(status_alone.as_bytes()),
         OwsCode::InvalidParameterValue,
         Some("status"),
+        "status=true requires storeExecuteResponse=true",
     );
     let too_many = v1_execute(&v1_input("A", "<wps:LiteralData>1</wps:LiteralData>").repeat(1001));
     fails(
         parse_xml(too_many.as_bytes()),
         OwsCode::InvalidParameterValue,
         Some("DataInputs"),
+        "DataInputs: more than 1000 items",
     );
 }
 
@@ -727,6 +832,7 @@ fn doctype_xxe_is_refused_before_parsing() {
         parse_xml(body.as_bytes()),
         OwsCode::InvalidParameterValue,
         None,
+        "DTDs and entity declarations are not accepted",
     );
     assert!(
         err.text
@@ -734,6 +840,17 @@ fn doctype_xxe_is_refused_before_parsing() {
         "{err}"
     );
     assert!(!err.text.contains("root:"), "nothing of /etc/passwd leaks");
+    // The same request without the DTD is understood.
+    let body = format!(
+        r#"<?xml version="1.0"?>
+<wps:Execute {V1}><ows:Identifier>native:buffer</ows:Identifier></wps:Execute>"#
+    );
+    assert_eq!(
+        execute(parse_xml(body.as_bytes()).unwrap())
+            .request
+            .process_id,
+        "native:buffer"
+    );
 }
 
 #[test]
@@ -756,6 +873,7 @@ fn billion_laughs_is_refused_before_parsing() {
         parse_xml(body.as_bytes()),
         OwsCode::InvalidParameterValue,
         None,
+        "DTDs and entity declarations are not accepted",
     );
     assert!(err.text.contains("DTDs"), "{err}");
     // Without a DTD an entity reference is simply undefined.
@@ -766,8 +884,20 @@ fn billion_laughs_is_refused_before_parsing() {
         parse_xml(body.as_bytes()),
         OwsCode::InvalidParameterValue,
         None,
+        "undefined entity &lol9;",
     );
     assert!(err.text.contains("undefined entity"), "{err}");
+    // The same request with plain text, and with a predefined entity, is understood.
+    for (text, id) in [("lol9", "lol9"), ("lol&amp;9", "lol&9")] {
+        let body = format!(
+            r#"<?xml version="1.0"?>
+<wps:DescribeProcess {V2}><ows:Identifier>{text}</ows:Identifier></wps:DescribeProcess>"#
+        );
+        match parse_xml(body.as_bytes()).unwrap() {
+            WpsRequest::DescribeProcess { identifiers, .. } => assert_eq!(identifiers, [id]),
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -779,13 +909,39 @@ fn malformed_xml_names_the_position() {
         parse_xml(body.as_bytes()),
         OwsCode::InvalidParameterValue,
         None,
+        "malformed XML at line 2",
     );
     assert!(err.text.starts_with("malformed XML at line 2"), "{err}");
-    for body in ["", "not xml", "<a", "<wps:Execute", "<a><b></a>"] {
+    // Closed properly, the same request is understood.
+    let fixed = body.replace("</ows:Ident>", "</ows:Identifier>");
+    assert!(matches!(
+        parse_xml(fixed.as_bytes()).unwrap(),
+        WpsRequest::DescribeProcess { .. }
+    ));
+    for (body, reason) in [
+        ("", "empty XML request body"),
+        (
+            "not xml",
+            "malformed XML at line 1, column 1: text outside the root element",
+        ),
+        (
+            "<a",
+            "malformed XML at line 1, column 1: syntax error: tag not closed",
+        ),
+        (
+            "<wps:Execute",
+            "malformed XML at line 1, column 1: syntax error: tag not closed",
+        ),
+        (
+            "<a><b></a>",
+            "malformed XML at line 1, column 7: ill-formed document: expected `</b>`, but `</a>` was found",
+        ),
+    ] {
         fails(
             parse_xml(body.as_bytes()),
             OwsCode::InvalidParameterValue,
             None,
+            reason,
         );
     }
     let deep = format!(
@@ -797,6 +953,7 @@ fn malformed_xml_names_the_position() {
         parse_xml(deep.as_bytes()),
         OwsCode::InvalidParameterValue,
         None,
+        "elements nested deeper than 100 levels",
     );
     assert!(err.text.contains("deeper"), "{err}");
 }
@@ -896,11 +1053,13 @@ fn kvp_job_operations() {
         parse_kvp("service=WPS&version=1.0.0&request=Dismiss&jobId=j1"),
         OwsCode::OperationNotSupported,
         Some("request"),
+        "Dismiss is a WPS 2.0.0 operation",
     );
     fails(
         parse_kvp("service=WPS&version=2.0.0&request=GetStatus"),
         OwsCode::MissingParameterValue,
         Some("jobId"),
+        "missing parameter jobId",
     );
 }
 
@@ -950,6 +1109,7 @@ fn kvp_execute_example_queries() {
         parse_kvp(q),
         OwsCode::OptionNotSupported,
         Some("InputPolygon"),
+        r#"InputPolygon: reference method "POST" is not supported; inputs are fetched with GET"#,
     );
 }
 
@@ -1033,60 +1193,99 @@ fn kvp_execute_fully_encoded_lists() {
 
 #[test]
 fn kvp_errors_have_codes_and_locators() {
+    // The valid forms of what is refused below.
+    let ok = |query: &str| {
+        parse_kvp(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    };
+    ok("service=WPS&request=GetCapabilities");
+    ok("service=wps&request=GetCapabilities&version=1.0.0");
+    ok("service=WPS&request=DescribeProcess&version=1.0.0&identifier=a,b");
+    let base = "service=WPS&request=Execute&version=1.0.0&identifier=p";
+    for rest in [
+        "DataInputs=IMG=aGVsbG8=@mimeType=image/png@encoding=base64",
+        "DataInputs=A=1@uom=m",
+        "DataInputs=A=@xlink:href=http://a",
+        "status=true&storeExecuteResponse=true",
+        "lineage=true",
+        "RawDataOutput=A",
+        "ResponseDocument=A@asReference=true;B",
+    ] {
+        ok(&format!("{base}&{rest}"));
+    }
+    let most = (0..1000)
+        .map(|i| format!("I{i}=1"))
+        .collect::<Vec<_>>()
+        .join(";");
+    ok(&format!("{base}&DataInputs={most}"));
+    ok(&format!(
+        "service=WPS&request=Execute&version=1.0.0&identifier={}",
+        "x".repeat(256)
+    ));
     fails(
         parse_kvp("request=GetCapabilities"),
         OwsCode::MissingParameterValue,
         Some("service"),
+        "missing parameter service",
     );
     fails(
         parse_kvp("service=WMS&request=GetCapabilities"),
         OwsCode::InvalidParameterValue,
         Some("service"),
+        r#"service must be WPS, not "WMS""#,
     );
     fails(
         parse_kvp("service=WPS"),
         OwsCode::MissingParameterValue,
         Some("request"),
+        "missing parameter request",
     );
     fails(
         parse_kvp("service=WPS&request="),
         OwsCode::MissingParameterValue,
         Some("request"),
+        "missing parameter request",
     );
     fails(
         parse_kvp("service=WPS&request=Frobnicate&version=1.0.0"),
         OwsCode::OperationNotSupported,
         Some("request"),
+        r#"unknown operation "Frobnicate""#,
     );
     fails(
         parse_kvp("service=WPS&request=DescribeProcess&identifier=a"),
         OwsCode::MissingParameterValue,
         Some("version"),
+        "missing parameter version",
     );
     fails(
         parse_kvp("service=WPS&request=DescribeProcess&version=3.0.0&identifier=a"),
         OwsCode::InvalidParameterValue,
         Some("version"),
+        r#"version "3.0.0" is not supported; use 1.0.0 or 2.0.0"#,
     );
     fails(
         parse_kvp("service=WPS&request=DescribeProcess&version=1.0.0"),
         OwsCode::MissingParameterValue,
         Some("identifier"),
+        "missing parameter identifier",
     );
     fails(
         parse_kvp("service=WPS&request=DescribeProcess&version=1.0.0&identifier=,"),
         OwsCode::MissingParameterValue,
         Some("identifier"),
+        "missing parameter identifier",
     );
     fails(
         parse_kvp("service=WPS&request=Execute&version=1.0.0"),
         OwsCode::MissingParameterValue,
         Some("identifier"),
+        "missing parameter identifier",
     );
     let err = fails(
         parse_kvp("service=WPS&request=Execute&version=2.0.0&identifier=p"),
         OwsCode::OptionNotSupported,
         Some("request"),
+        "WPS 2.0.0 Execute is only accepted as an XML document sent with POST",
     );
     assert!(err.text.contains("POST"), "{err}");
     let base = "service=WPS&request=Execute&version=1.0.0&identifier=p";
@@ -1095,41 +1294,49 @@ fn kvp_errors_have_codes_and_locators() {
         q("DataInputs=IMG=%25%25@mimeType=image/png@encoding=base64"),
         OwsCode::InvalidParameterValue,
         Some("IMG"),
+        "IMG: the value is not valid base64",
     );
     fails(
         q("DataInputs=A=1@colour=red"),
         OwsCode::InvalidParameterValue,
         Some("A"),
+        "A: unknown attribute @colour",
     );
     fails(
         q("DataInputs=A=1@xlink:href=http://a"),
         OwsCode::InvalidParameterValue,
         Some("A"),
+        "A: give either a value or @xlink:href, not both",
     );
     fails(
         q("status=true"),
         OwsCode::InvalidParameterValue,
         Some("status"),
+        "status=true requires storeExecuteResponse=true",
     );
     fails(
         q("lineage=maybe"),
         OwsCode::InvalidParameterValue,
         Some("lineage"),
+        r#"lineage must be true or false, not "maybe""#,
     );
     fails(
         q("RawDataOutput=A;B"),
         OwsCode::InvalidParameterValue,
         Some("RawDataOutput"),
+        "RawDataOutput names exactly one output, got 2",
     );
     fails(
         q("RawDataOutput=A&ResponseDocument=B"),
         OwsCode::InvalidParameterValue,
         Some("RawDataOutput"),
+        "ResponseDocument and RawDataOutput cannot be given together",
     );
     fails(
         q("ResponseDocument=A@asReference=perhaps"),
         OwsCode::InvalidParameterValue,
         Some("A"),
+        r#"A must be true or false, not "perhaps""#,
     );
     let many = (0..1001)
         .map(|i| format!("I{i}=1"))
@@ -1139,6 +1346,7 @@ fn kvp_errors_have_codes_and_locators() {
         q(&format!("DataInputs={many}")),
         OwsCode::InvalidParameterValue,
         Some("DataInputs"),
+        "DataInputs: more than 1000 items",
     );
     let long = "x".repeat(257);
     fails(
@@ -1147,11 +1355,13 @@ fn kvp_errors_have_codes_and_locators() {
         )),
         OwsCode::InvalidParameterValue,
         Some("identifier"),
+        "identifier is longer than 256 characters",
     );
     fails(
         parse_kvp("service=WPS&service=WPS&request=GetCapabilities"),
         OwsCode::InvalidParameterValue,
         Some("service"),
+        "parameter service is given more than once",
     );
 }
 

@@ -2,11 +2,9 @@
 //! descriptions, results equal to `qgis_process`, progress, dismiss, timeouts, and bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tonic::Code;
@@ -20,6 +18,7 @@ use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClie
 use wpsmesh_proto::wire::storage::v1::{DownloadRequest, download_response};
 use wpsmesh_runtime::grpc;
 use wpsmesh_tests::data;
+use wpsmesh_tests::formats::{assert_close, qgis_process, raster_checksum, stats, zip_of};
 
 const PUBLIC_URL: &str = "http://localhost:9000";
 
@@ -212,90 +211,6 @@ impl Mesh {
     }
 }
 
-/// Runs `/usr/bin/qgis_process.bin run` (the reference) and returns the output path.
-fn qgis_process(alg: &str, args: &[(&str, String)], out: PathBuf) -> PathBuf {
-    let mut cmd = Command::new("/usr/bin/qgis_process.bin");
-    cmd.env("QT_QPA_PLATFORM", "offscreen").args(["run", alg]);
-    for (k, v) in args {
-        cmd.arg(format!("--{k}={v}"));
-    }
-    cmd.arg(format!("--OUTPUT={}", out.display()));
-    let result = cmd
-        .output()
-        .expect("qgis_process.bin runs (apt-get install qgis)");
-    assert!(
-        result.status.success(),
-        "qgis_process {alg}: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    out
-}
-
-/// Feature count and a measure: total planar area for polygons, coordinate sum for points.
-fn stats(path: &Path) -> (usize, f64) {
-    let doc: Value = serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json");
-    let features = doc["features"].as_array().expect("features");
-    let ring_area = |ring: &Value| -> f64 {
-        let pts: Vec<(f64, f64)> = ring
-            .as_array()
-            .expect("ring")
-            .iter()
-            .map(|p| (p[0].as_f64().expect("x"), p[1].as_f64().expect("y")))
-            .collect();
-        pts.windows(2)
-            .map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1)
-            .sum::<f64>()
-            .abs()
-            / 2.0
-    };
-    let polygon_area = |rings: &Value| -> f64 {
-        let rings = rings.as_array().expect("rings");
-        ring_area(&rings[0]) - rings[1..].iter().map(ring_area).sum::<f64>()
-    };
-    let measure = features
-        .iter()
-        .map(|f| {
-            let g = &f["geometry"];
-            match g["type"].as_str().expect("type") {
-                "Polygon" => polygon_area(&g["coordinates"]),
-                "MultiPolygon" => g["coordinates"]
-                    .as_array()
-                    .expect("polygons")
-                    .iter()
-                    .map(polygon_area)
-                    .sum(),
-                "Point" => {
-                    g["coordinates"][0].as_f64().expect("x")
-                        + g["coordinates"][1].as_f64().expect("y")
-                }
-                other => panic!("unexpected geometry {other}"),
-            }
-        })
-        .sum();
-    (features.len(), measure)
-}
-
-fn assert_close(ours: f64, reference: f64, what: &str) {
-    let rel = (ours - reference).abs() / reference.abs().max(f64::MIN_POSITIVE);
-    assert!(
-        rel <= 1e-9,
-        "{what}: ours {ours} vs qgis_process {reference} (rel {rel:e})"
-    );
-}
-
-fn raster_checksum(path: &Path) -> String {
-    let out = Command::new("gdalinfo")
-        .arg("-checksum")
-        .arg(path)
-        .output()
-        .expect("gdalinfo runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("Checksum="))
-        .unwrap_or_else(|| panic!("no checksum in {text}"))
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_and_describes_processes() {
     let mut m = mesh(1, |_| {}).await;
@@ -459,17 +374,6 @@ async fn redirector(location: String) -> u16 {
         }
     });
     port
-}
-
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    use std::io::Write;
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes) in entries {
-        w.start_file(*name, zip::write::SimpleFileOptions::default())
-            .expect("zip entry");
-        w.write_all(bytes).expect("zip write");
-    }
-    w.finish().expect("zip finish").into_inner()
 }
 
 /// The parts of the points shapefile (`.shp`, `.shx`, `.dbf`, `.prj`) under `prefix` in a zip.

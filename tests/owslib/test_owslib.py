@@ -1,7 +1,8 @@
 """OWSLib, a real WPS client no one here wrote, against a running local mesh (`wpsmesh up`):
 capabilities, a description, an Execute of native:buffer on a file uploaded through the file
 API, the output downloaded by reference; an asynchronous Execute followed at its
-statusLocation (checkStatus and monitorExecution); then the original service's demo load: 12
+statusLocation (checkStatus and monitorExecution); a zipped shapefile uploaded through the file
+API and buffered with and without a declared mimeType; then the original service's demo load: 12
 concurrent clients x 3 Executes over 3 nodes, every one succeeding and every node serving some."""
 
 import json
@@ -11,7 +12,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -30,7 +33,8 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def mesh():
-    binary = os.path.join(ROOT, "target", "debug", "wpsmesh")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    binary = os.path.join(target, "debug", "wpsmesh")
     assert os.path.exists(binary), "build first: cargo build --bins"
     data = tempfile.mkdtemp()
     port, storage, node = free_port(), free_port(), free_port()
@@ -44,20 +48,47 @@ def mesh():
          "--storage-port", str(storage), "--data-dir", data],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
-    deadline = time.time() + 180
-    while True:
-        assert proc.poll() is None, open(os.path.join(data, "mesh.log")).read()[-3000:]
+    try:
+        wait_ready(url, proc, os.path.join(data, "mesh.log"), nodes=3)
+        yield {"url": url, "data": data}
+    finally:
+        proc.terminate()
         try:
-            metrics = urllib.request.urlopen(f"{url}/metrics", timeout=2).read().decode()
-            if re.search(r"^wpsmesh_edge_nodes 3$", metrics, re.M):
-                break
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def wait_ready(url, proc, log_path, nodes, timeout=180):
+    """Polls until the mesh is ready: `GET /ready` answers 200 (or the edge has no /ready yet,
+    404) and `/metrics` shows all `nodes` healthy (the load test needs every node, /ready only
+    one). Fails at once, with the log's end, if `wpsmesh up` exits."""
+    deadline = time.monotonic() + timeout
+
+    def status(path):
+        try:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, ""
         except OSError:
-            pass
-        assert time.time() < deadline, "mesh did not come up with 3 nodes"
+            return None, ""
+
+    while True:
+        if proc.poll() is not None:
+            with open(log_path) as f:
+                pytest.fail(f"wpsmesh up exited with {proc.returncode}:\n{f.read()[-3000:]}")
+        ready, _ = status("/ready")
+        if ready in (200, 404):
+            code, metrics = status("/metrics")
+            if code == 200 and re.search(rf"^wpsmesh_edge_nodes {nodes}$", metrics, re.M):
+                return
+        if time.monotonic() > deadline:
+            with open(log_path) as f:
+                pytest.fail(f"mesh not ready with {nodes} nodes within {timeout} s:\n{f.read()[-3000:]}")
         time.sleep(0.2)
-    yield {"url": url, "data": data}
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def _free(port):
@@ -81,6 +112,29 @@ def points(mesh):
     assert re.fullmatch(r"[0-9a-f]{32}", answer["data"]["name"])
     assert answer["data"]["format"] == "geojson"
     return f"{mesh['url']}/api/file/retrieve/{answer['data']['name']}.geojson"
+
+
+@pytest.fixture(scope="module")
+def zipped_points(mesh):
+    """The country points as a shapefile (.shp, .shx, .dbf, .prj at the zip root), uploaded
+    through the file API; its href (the answer's `data.url` when the edge gives one)."""
+    folder = os.path.join(mesh["data"], "shp")
+    os.makedirs(folder, exist_ok=True)
+    shp = os.path.join(folder, "points.shp")
+    subprocess.run(["ogr2ogr", shp, WORLD_MAP, "-dialect", "sqlite", "-sql",
+                    "SELECT ST_PointOnSurface(geom) AS geom, name FROM countries"], check=True)
+    archive = os.path.join(mesh["data"], "points.zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(os.listdir(folder)):
+            z.write(os.path.join(folder, name), arcname=name)
+        assert {n.rsplit(".", 1)[1] for n in z.namelist()} >= {"shp", "shx", "dbf", "prj"}
+    with open(archive, "rb") as f:
+        answer = requests.put(f"{mesh['url']}/api/file/upload",
+                              files={"file": ("points.zip", f)}, timeout=30).json()
+    assert answer["success"] is True, answer
+    data = answer["data"]
+    assert data["format"] == "zip", answer
+    return data.get("url") or f"{mesh['url']}/api/file/retrieve/{data['name']}.zip"
 
 
 def test_capabilities_and_description(mesh):
@@ -116,6 +170,24 @@ def test_execute_buffer_and_download_output(mesh, points):
     features = doc.json()["features"]
     assert len(features) == 240
     assert {f["geometry"]["type"] for f in features} <= {"Polygon", "MultiPolygon"}
+
+
+@pytest.mark.parametrize("mime_type", ["application/x-zipped-shp", None],
+                         ids=["declared", "undeclared"])
+def test_execute_buffer_on_a_zipped_shapefile(mesh, zipped_points, mime_type):
+    wps = WebProcessingService(f"{mesh['url']}/api/wps", version="1.0.0", skip_caps=True)
+    execution = wps.execute(
+        "native:buffer",
+        inputs=[("INPUT", ComplexDataInput(zipped_points, mimeType=mime_type)),
+                ("DISTANCE", "0.5")],
+        output=[("OUTPUT", True)],
+        mode=SYNC)
+    assert execution.isSucceded(), [e.text for e in execution.errors]
+    reference = execution.processOutputs[0].reference
+    assert reference.startswith(f"{mesh['url']}/api/file/retrieve/")
+    doc = requests.get(reference, timeout=30)
+    assert doc.status_code == 200
+    assert len(doc.json()["features"]) == 240
 
 
 def submit_buffer(url, href):

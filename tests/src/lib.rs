@@ -1,12 +1,13 @@
 //! Test harness: starts real dependencies (s3s-fs, redis-server, the `wpsmesh` services) on free
 //! loopback ports, waits until they answer, and stops them when dropped.
 
+pub mod formats;
 pub mod mesh;
 mod redis;
 mod service;
 
 pub use redis::{RedisServer, command as redis_command};
-pub use service::{Launch, Service, edge_ready, grpc_serving, object_ids};
+pub use service::{Launch, Service, edge_ready, grpc_serving, object_ids, until_serving};
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

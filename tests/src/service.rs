@@ -282,6 +282,19 @@ pub async fn grpc_serving(uri: &str, service: &str) -> bool {
     )
 }
 
+/// Waits until the gRPC server at `uri` reports `service` SERVING, for at most `timeout`.
+pub async fn until_serving(uri: &str, service: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !grpc_serving(uri, service).await {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{uri} did not serve {service} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Whether the edge at `url` answers `/health` and counts `nodes` healthy nodes in `/metrics`.
 pub async fn edge_ready(http: &reqwest::Client, url: &str, nodes: usize) -> bool {
     let ok = |r: reqwest::Result<reqwest::Response>| r.ok().filter(|r| r.status().is_success());

@@ -1,61 +1,125 @@
 //! End to end: `wpsmesh up` (edge, storage, a node with a real QGIS worker) as a user runs it,
-//! driven over HTTP. Every WPS document it answers with validates against the official
-//! schemas; bad requests get the right exception code and status and the next request works;
-//! asynchronous jobs through WPS 1.0.0 (statusLocation), WPS 2.0 (GetStatus, GetResult,
-//! Dismiss) and the JSON job API; with no node, ServerBusy with Retry-After.
+//! driven over HTTP from the moment it prints its ready line: the first requests after it
+//! succeed. Every WPS document it answers with validates against the official schemas; bad
+//! requests get the right exception code, status and reason beside the same request in its
+//! valid form; asynchronous jobs through WPS 1.0.0 (statusLocation), WPS 2.0 (GetStatus,
+//! GetResult, Dismiss) and the JSON job API; with no node, ServerBusy and not ready until one
+//! comes.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wpsmesh_tests::{ChildGuard, data, free_port, workspace_binary};
 
-/// A running `wpsmesh up` and its URL.
+/// The largest request body the meshes here accept (`edge.max_body_bytes`).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// A running `wpsmesh up` that printed its ready line, and its URL.
 struct Mesh {
     url: String,
     dir: tempfile::TempDir,
+    /// What it wrote to stderr (its logs).
+    log: PathBuf,
     _child: ChildGuard,
 }
 
-fn start(nodes: u16) -> Mesh {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (port, storage, node) = (free_port(), free_port(), free_port());
-    let child = Command::new(workspace_binary("wpsmesh", false).expect("wpsmesh binary"))
-        .args(["up", "--nodes", &nodes.to_string(), "--workers", "1"])
-        .args([
-            "--port",
-            &port.to_string(),
-            "--storage-port",
-            &storage.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("WPSMESH_NODE__LISTEN", format!("127.0.0.1:{node}"))
-        .env("WPSMESH_EDGE__MAX_BODY_BYTES", "1048576")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn wpsmesh up");
-    Mesh {
-        url: format!("http://localhost:{port}"),
-        dir,
-        _child: ChildGuard(child),
+/// Ports of a mesh: edge HTTP, storage, first node.
+struct Ports {
+    edge: u16,
+    storage: u16,
+    node: u16,
+}
+
+impl Ports {
+    fn free() -> Self {
+        Self {
+            edge: free_port(),
+            storage: free_port(),
+            node: free_port(),
+        }
     }
 }
 
-async fn wait_for_nodes(client: &reqwest::Client, url: &str, nodes: usize) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let want = format!("\nwpsmesh_edge_nodes {nodes}\n");
-    loop {
-        if let Ok(r) = client.get(format!("{url}/metrics")).send().await
-            && let Ok(text) = r.text().await
-            && text.contains(&want)
-        {
-            return;
+/// Starts `wpsmesh up` with `nodes` nodes of one worker each and waits for its ready line.
+async fn start(nodes: u16) -> Mesh {
+    start_on(nodes, &Ports::free()).await
+}
+
+/// Starts `wpsmesh up` on `ports`; returns once it printed `ready: {url}/api/wps` on stdout
+/// (read line by line as it comes: no polling), after its listing.
+async fn start_on(nodes: u16, ports: &Ports) -> Mesh {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("wpsmesh.log");
+    let mut child = Command::new(workspace_binary("wpsmesh", false).expect("wpsmesh binary"))
+        .args(["up", "--nodes", &nodes.to_string(), "--workers", "1"])
+        .args([
+            "--port",
+            &ports.edge.to_string(),
+            "--storage-port",
+            &ports.storage.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("WPSMESH_NODE__LISTEN", format!("127.0.0.1:{}", ports.node))
+        .env("WPSMESH_EDGE__MAX_BODY_BYTES", MAX_BODY.to_string())
+        .env("RUST_LOG", "warn,wpsmesh::up=info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn wpsmesh up");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let child = ChildGuard(child);
+    let (tx, rx) = tokio::sync::oneshot::channel::<(Vec<String>, String)>();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        let mut listing = Vec::new();
+        // Read to the end, so the child never blocks on a full pipe.
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            match tx.take() {
+                Some(tx) if line.starts_with("ready:") => {
+                    let _ = tx.send((std::mem::take(&mut listing), line));
+                }
+                Some(other) => {
+                    listing.push(line);
+                    tx = Some(other);
+                }
+                None => {}
+            }
         }
-        assert!(Instant::now() < deadline, "mesh never had {nodes} node(s)");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
+    let (listing, ready) = match tokio::time::timeout(Duration::from_secs(240), rx).await {
+        Ok(Ok(lines)) => lines,
+        Ok(Err(_)) => panic!("wpsmesh up ended before its ready line:\n{}", tail(&log)),
+        Err(_) => panic!("no ready line within 240 s:\n{}", tail(&log)),
+    };
+    let url = format!("http://localhost:{}", ports.edge);
+    assert_eq!(ready, format!("ready: {url}/api/wps"));
+    assert_eq!(
+        listing.first().map(String::as_str),
+        Some("wpsmesh local mesh"),
+        "{listing:?}"
+    );
+    assert!(
+        listing.last().is_some_and(|l| l.starts_with("  edge ")),
+        "{listing:?}"
+    );
+    Mesh {
+        url,
+        dir,
+        log,
+        _child: child,
     }
+}
+
+/// The last lines of a log file.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// Validates documents with `../shared/schemas/validate`, failing with xmllint's words.
@@ -94,22 +158,32 @@ async fn upload_points(http: &reqwest::Client, mesh: &Mesh) -> String {
 /// Uploads the result of `sql` over the world map as `name` through the file API; its href.
 async fn upload(http: &reqwest::Client, mesh: &Mesh, name: &str, sql: &str) -> String {
     let path = data::derive(mesh.dir.path(), name, sql);
+    upload_file(http, mesh, &path).await
+}
+
+/// Uploads `path` through the file API (once: no retry); the answer's `data.url`, checked to
+/// be the file's absolute retrieve URL on the mesh.
+async fn upload_file(http: &reqwest::Client, mesh: &Mesh, path: &Path) -> String {
+    let name = path.file_name().expect("file name").to_string_lossy();
     let form = reqwest::multipart::Form::new().part(
         "file",
-        reqwest::multipart::Part::bytes(std::fs::read(&path).expect("derived data"))
-            .file_name(name.to_owned()),
+        reqwest::multipart::Part::bytes(std::fs::read(path).expect("derived data"))
+            .file_name(name.into_owned()),
     );
-    let uploaded: serde_json::Value = http
+    let response = http
         .put(format!("{}/api/file/upload", mesh.url))
         .multipart(form)
         .send()
         .await
-        .expect("upload")
-        .json()
-        .await
-        .expect("json");
-    let id = uploaded["data"]["name"].as_str().expect("id").to_owned();
-    format!("{}/api/file/retrieve/{id}.geojson", mesh.url)
+        .expect("upload");
+    let status = response.status().as_u16();
+    let uploaded: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(status, 200, "{uploaded}");
+    let id = uploaded["data"]["name"].as_str().expect("id");
+    let ext = uploaded["data"]["format"].as_str().expect("format");
+    let url = uploaded["data"]["url"].as_str().expect("data.url");
+    assert_eq!(url, format!("{}/api/file/retrieve/{id}.{ext}", mesh.url));
+    url.to_owned()
 }
 
 fn execute_v1(href: &str, output: &str) -> String {
@@ -139,10 +213,57 @@ fn execute_v2(href: &str, response: &str, distance: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_answer_validates_and_bad_requests_get_exceptions() {
-    let mesh = start(1);
+async fn the_first_requests_after_the_ready_line_succeed() {
+    // The data is made before the mesh starts: the upload is the first request after the line.
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let points = data::derive(data_dir.path(), "points.geojson", data::POINTS_SQL);
+    // Two nodes, as `wpsmesh up` runs by default: ready once one of them is.
+    let mesh = start(2).await;
     let http = reqwest::Client::new();
-    wait_for_nodes(&http, &mesh.url, 1).await;
+
+    // No retries anywhere: each request must succeed the first time.
+    let href = upload_file(&http, &mesh, &points).await;
+    let kvp = format!(
+        "{}/api/wps?service=WPS&request=Execute&version=1.0.0&identifier=native:buffer&DataInputs=INPUT=@xlink:href={href};DISTANCE=1.5&ResponseDocument=OUTPUT@asReference=true",
+        mesh.url
+    );
+    let response = http.get(&kvp).send().await.expect("execute");
+    let status = response.status().as_u16();
+    let executed = response.text().await.expect("body");
+    assert_eq!(status, 200, "{executed}");
+    assert!(executed.contains("<wps:ProcessSucceeded>"), "{executed}");
+    let output = attr(&executed, "wps:Reference href");
+    assert!(output.starts_with(&format!("{}/api/file/retrieve/", mesh.url)));
+    assert_eq!(buffered_features(&http, output).await, 240);
+    // The upload's url serves the uploaded bytes as they were.
+    let fetched = http.get(&href).send().await.expect("retrieve");
+    assert_eq!(fetched.status().as_u16(), 200);
+    let bytes = fetched.bytes().await.expect("bytes");
+    assert_eq!(bytes, std::fs::read(&points).expect("points"));
+    let ready = http
+        .get(format!("{}/ready", mesh.url))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status().as_u16(), 200);
+    let ready: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["storage"], "ok");
+    assert!(ready["nodes"].as_u64().is_some_and(|n| n >= 1), "{ready}");
+
+    // The ready log line, without colour codes: stderr is a file here.
+    let log = std::fs::read_to_string(&mesh.log).expect("log");
+    assert!(log.contains("local mesh ready"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_validates_and_bad_requests_get_exceptions() {
+    let mesh = start(1).await;
+    let http = reqwest::Client::new();
     let wps = format!("{}/api/wps", mesh.url);
     let get = |query: &str| {
         let url = format!("{wps}?{query}");
@@ -191,43 +312,77 @@ async fn every_answer_validates_and_bad_requests_get_exceptions() {
     let geojson: serde_json::Value = raw.json().await.expect("geojson");
     assert_eq!(geojson["features"].as_array().map(Vec::len), Some(240));
 
+    // The valid forms of the refused requests below that the requests above do not already
+    // cover (DescribeProcess with an identifier, well-formed XML, the output OUTPUT, DISTANCE as
+    // a number): POSTed XML without a DTD, a body at the size limit, status with storage.
+    let caps_xml = r#"<?xml version="1.0"?><wps:GetCapabilities service="WPS" xmlns:wps="http://www.opengis.net/wps/1.0.0"></wps:GetCapabilities>"#;
+    let (s, posted_caps) = post(caps_xml.into()).await;
+    assert_eq!(s, 200, "{posted_caps}");
+    assert!(posted_caps.contains("native:buffer"));
+    let at_limit = execute_v1(&href, doc_output);
+    let at_limit = at_limit.replacen(
+        "<wps:DataInputs>",
+        &format!("{}<wps:DataInputs>", " ".repeat(MAX_BODY - at_limit.len())),
+        1,
+    );
+    assert_eq!(at_limit.len(), MAX_BODY);
+    let (s, executed_at_limit) = post(at_limit).await;
+    assert_eq!(s, 200, "{executed_at_limit}");
+    assert!(executed_at_limit.contains("wps:ProcessSucceeded"));
+    let stored = r#"<wps:ResponseDocument storeExecuteResponse="true" status="true"><wps:Output asReference="true"><ows:Identifier>OUTPUT</ows:Identifier></wps:Output></wps:ResponseDocument>"#;
+    let (s, accepted) = post(execute_v1(&href, stored)).await;
+    assert_eq!(s, 200, "{accepted}");
+    assert!(accepted.contains("<wps:ProcessAccepted>"), "{accepted}");
+
     let mut errors_v1 = Vec::new();
-    for (what, (status, body), code) in [
-        ("unknown operation", get("service=WPS&request=Frobnicate&version=1.0.0").await, ("OperationNotSupported", 501)),
-        ("missing service", get("request=GetCapabilities").await, ("MissingParameterValue", 400)),
-        ("missing request", get("service=WPS&version=1.0.0").await, ("MissingParameterValue", 400)),
-        ("missing identifier", get("service=WPS&request=DescribeProcess&version=1.0.0").await, ("MissingParameterValue", 400)),
-        ("unknown process", get("service=WPS&request=DescribeProcess&version=1.0.0&identifier=native:nope").await, ("InvalidParameterValue", 400)),
-        ("malformed xml", post("<wps:Execute service=\"WPS\" version=\"1.0.0\"".into()).await, ("InvalidParameterValue", 400)),
+    // (what, answer, (exception code, HTTP status), words of the exception text)
+    for (what, (status, body), code, reason) in [
+        ("unknown operation", get("service=WPS&request=Frobnicate&version=1.0.0").await, ("OperationNotSupported", 501), "unknown operation"),
+        ("missing service", get("request=GetCapabilities").await, ("MissingParameterValue", 400), "missing parameter service"),
+        ("missing request", get("service=WPS&version=1.0.0").await, ("MissingParameterValue", 400), "missing parameter request"),
+        ("missing identifier", get("service=WPS&request=DescribeProcess&version=1.0.0").await, ("MissingParameterValue", 400), "missing parameter identifier"),
+        ("unknown process", get("service=WPS&request=DescribeProcess&version=1.0.0&identifier=native:nope").await, ("InvalidParameterValue", 400), "no process"),
+        ("malformed xml", post("<wps:Execute service=\"WPS\" version=\"1.0.0\"".into()).await, ("InvalidParameterValue", 400), "malformed XML"),
         (
             "xxe",
-            post(r#"<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><wps:GetCapabilities service="WPS" xmlns:wps="http://www.opengis.net/wps/1.0.0">&xxe;</wps:GetCapabilities>"#.into()).await,
+            post(caps_xml.replace("?><wps:", r#"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><wps:"#).replace("></wps:Get", ">&xxe;</wps:Get")).await,
             ("InvalidParameterValue", 400),
+            "DTDs and entity declarations are not accepted",
         ),
         (
             "billion laughs",
-            post(r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]><lolz>&lol2;</lolz>"#.into()).await,
+            post(caps_xml.replace("?><wps:", r#"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]><wps:"#).replace("></wps:Get", ">&lol2;</wps:Get")).await,
             ("InvalidParameterValue", 400),
+            "DTDs and entity declarations are not accepted",
         ),
-        ("body over the limit", post(format!("<a>{}</a>", "x".repeat(2 * 1024 * 1024))).await, ("FileSizeExceeded", 413)),
+        (
+            "body over the limit",
+            post(execute_v1(&href, doc_output).replacen("<wps:DataInputs>", &format!("{}<wps:DataInputs>", " ".repeat(MAX_BODY)), 1)).await,
+            ("FileSizeExceeded", 413),
+            "request body exceeds 1048576 bytes",
+        ),
         (
             "unknown output",
             post(execute_v1(&href, r#"<wps:ResponseDocument><wps:Output asReference="true"><ows:Identifier>NOPE</ows:Identifier></wps:Output></wps:ResponseDocument>"#)).await,
             ("InvalidParameterValue", 400),
+            "NOPE",
         ),
         (
             "literal of the wrong type",
             get(&format!("service=WPS&request=Execute&version=1.0.0&identifier=native:buffer&DataInputs=INPUT=@xlink:href={href};DISTANCE=far")).await,
             ("InvalidParameterValue", 400),
+            "DISTANCE",
         ),
         (
             "status without storeExecuteResponse",
             post(execute_v1(&href, r#"<wps:ResponseDocument status="true"><wps:Output asReference="true"><ows:Identifier>OUTPUT</ows:Identifier></wps:Output></wps:ResponseDocument>"#)).await,
             ("InvalidParameterValue", 400),
+            "status=true requires storeExecuteResponse=true",
         ),
     ] {
         assert_eq!(status, code.1, "{what}: {body}");
         assert!(body.contains(&format!("exceptionCode=\"{}\"", code.0)), "{what}: {body}");
+        assert!(exception_text(&body).contains(reason), "{what}: {body}");
         errors_v1.push((what, body));
         // The next request succeeds.
         let (s, _) = get("service=WPS&request=GetCapabilities&version=1.0.0").await;
@@ -235,6 +390,9 @@ async fn every_answer_validates_and_bad_requests_get_exceptions() {
     }
     let mut v1_docs = vec![
         ("capabilities", caps),
+        ("capabilities-post", posted_caps),
+        ("execute-at-limit", executed_at_limit),
+        ("accepted", accepted),
         ("describe", describe),
         ("execute", executed),
         ("execute-kvp", executed_kvp),
@@ -263,21 +421,36 @@ async fn every_answer_validates_and_bad_requests_get_exceptions() {
     .await;
     assert_eq!(s, 200);
     assert!(status.contains("Succeeded"), "{status}");
+    // Refused beside the valid forms above: DISTANCE 1.5, AcceptVersions 2.0.0, a real job.
     let (s, refused) = post(execute_v2(&href, "document", "far")).await;
     assert_eq!(s, 400, "{refused}");
+    assert!(
+        refused.contains(r#"exceptionCode="InvalidParameterValue" locator="DISTANCE""#),
+        "{refused}"
+    );
+    assert!(exception_text(&refused).contains("DISTANCE"), "{refused}");
     let (s, negotiation) = get("service=WPS&request=GetCapabilities&AcceptVersions=3.0.0").await;
     assert_eq!(s, 400);
     assert!(negotiation.contains("VersionNegotiationFailed"));
+    assert!(
+        exception_text(&negotiation).contains("this server speaks 2.0.0 and 1.0.0"),
+        "{negotiation}"
+    );
     let (s, no_job) = get(&format!(
         "service=WPS&request=GetStatus&version=2.0.0&jobId={UNKNOWN_JOB}"
     ))
     .await;
     assert_eq!(s, 400, "{no_job}");
     assert!(no_job.contains("NoSuchJob"), "{no_job}");
+    assert!(exception_text(&no_job).contains("not found"), "{no_job}");
     let (s, bad_job) = get("service=WPS&request=GetStatus&version=2.0.0&jobId=nope").await;
     assert_eq!(s, 400, "{bad_job}");
     assert!(
         bad_job.contains(r#"exceptionCode="InvalidParameterValue" locator="JobID""#),
+        "{bad_job}"
+    );
+    assert!(
+        exception_text(&bad_job).contains("job ids are 32 lowercase hexadecimal digits"),
         "{bad_job}"
     );
     validate(
@@ -298,40 +471,103 @@ async fn every_answer_validates_and_bad_requests_get_exceptions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_nodes_the_edge_answers_server_busy() {
-    let port = free_port();
+async fn without_nodes_the_edge_answers_server_busy_until_one_comes() {
+    // An edge alone, over a node and storage that are not there yet.
+    let ports = Ports::free();
+    let edge_port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let child = Command::new(workspace_binary("wpsmesh", false).expect("wpsmesh binary"))
         .args([
             "edge",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{edge_port}"),
             "--node",
-            "http://127.0.0.1:9",
+            &format!("http://127.0.0.1:{}", ports.node),
         ])
         .current_dir(dir.path())
+        .env(
+            "WPSMESH_EDGE__STORAGE",
+            format!("http://127.0.0.1:{}", ports.storage),
+        )
+        .env("WPSMESH_EDGE__DISCOVERY__HEALTH_INTERVAL", "200ms")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn wpsmesh edge");
     let _child = ChildGuard(child);
-    let url = format!(
-        "http://127.0.0.1:{port}/api/wps?service=WPS&request=GetCapabilities&version=1.0.0"
-    );
+    let base = format!("http://127.0.0.1:{edge_port}");
+    let url = format!("{base}/api/wps?service=WPS&request=GetCapabilities&version=1.0.0");
     let deadline = Instant::now() + Duration::from_secs(30);
     let http = reqwest::Client::new();
-    let response = loop {
-        if let Ok(r) = http.get(&url).send().await {
-            break r;
+    // Waiting for the listener: liveness answers as soon as it is up.
+    loop {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await {
+            assert_eq!(r.status().as_u16(), 200);
+            break;
         }
         assert!(Instant::now() < deadline, "edge did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+    let response = http.get(&url).send().await.expect("get");
     assert_eq!(response.status().as_u16(), 503);
     assert!(response.headers().contains_key("retry-after"));
     let body = response.text().await.expect("body");
     assert!(body.contains("exceptionCode=\"ServerBusy\""), "{body}");
+    assert!(
+        exception_text(&body).contains("no processing node is available"),
+        "{body}"
+    );
     validate("1.0.0", dir.path(), &[("busy", body)]);
+    let not_ready = http
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(not_ready.status().as_u16(), 503);
+    assert!(not_ready.headers().contains_key("retry-after"));
+    let not_ready: serde_json::Value = not_ready.json().await.expect("json");
+    assert_eq!(not_ready["status"], "not ready");
+    let reasons: Vec<&str> = not_ready["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{not_ready}");
+    assert_eq!(reasons[0], "no healthy node");
+    assert!(
+        reasons[1].starts_with("storage unreachable: "),
+        "{not_ready}"
+    );
+
+    // A mesh comes up on those ports: the edge gets ready and the same request is served.
+    let _mesh = start_on(1, &ports).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .expect("ready");
+        if r.status().as_u16() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edge never ready: {:?}",
+            r.text().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let response = http.get(&url).send().await.expect("get");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("native:buffer")
+    );
 }
 
 /// A well-formed job id no node issued.
@@ -376,6 +612,15 @@ fn element<'a>(doc: &'a str, element: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {element} in {doc}"))
 }
 
+/// The text of the first `<ows:ExceptionText>` in an exception report (empty when none).
+fn exception_text(doc: &str) -> String {
+    doc.split("<ows:ExceptionText>")
+        .nth(1)
+        .and_then(|t| t.split("</ows:ExceptionText>").next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 async fn buffered_features(http: &reqwest::Client, href: &str) -> usize {
     let geojson: serde_json::Value = http
         .get(href)
@@ -390,9 +635,8 @@ async fn buffered_features(http: &reqwest::Client, href: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_jobs_through_wps_1_wps_2_and_json() {
-    let mesh = start(1);
+    let mesh = start(1).await;
     let http = reqwest::Client::new();
-    wait_for_nodes(&http, &mesh.url, 1).await;
     let href = upload_points(&http, &mesh).await;
     let wps = format!("{}/api/wps", mesh.url);
     let post = |body: String| {
@@ -450,6 +694,7 @@ async fn async_jobs_through_wps_1_wps_2_and_json() {
     let failed = poll(&http, &failed_location, finished).await;
     let failed = failed.last().expect("a status").clone();
     assert!(failed.contains("<wps:ProcessFailed>"), "{failed}");
+    assert!(exception_text(&failed).contains(UNKNOWN_JOB), "{failed}");
     // A long job seen running at its statusLocation, then dismissed through WPS 2.0.
     let slow = upload(&http, &mesh, "slow.geojson", &data::slow_sql(600)).await;
     let (s, long) = post(execute_v1(&slow, stored)).await;
@@ -476,11 +721,17 @@ async fn async_jobs_through_wps_1_wps_2_and_json() {
         dismissed_v1.contains("<wps:ProcessFailed>") && dismissed_v1.contains("job dismissed"),
         "{dismissed_v1}"
     );
+    // Refused beside the valid form above (the statusLocation of a real job).
     let (s, unknown) = get(format!("{}/api/wps/status/{UNKNOWN_JOB}", mesh.url)).await;
     assert_eq!(s, 404, "{unknown}");
     assert!(unknown.contains(r#"locator="JobID""#), "{unknown}");
+    assert!(exception_text(&unknown).contains("not found"), "{unknown}");
     let (s, malformed) = get(format!("{}/api/wps/status/NOPE", mesh.url)).await;
     assert_eq!(s, 400, "{malformed}");
+    assert!(
+        exception_text(&malformed).contains("job ids are 32 lowercase hexadecimal digits"),
+        "{malformed}"
+    );
     let mut v1_docs = vec![
         ("async-accepted", accepted),
         ("async-accepted-kvp", kvp_accepted),
@@ -537,6 +788,7 @@ async fn async_jobs_through_wps_1_wps_2_and_json() {
     let (s, gone) = get(kvp("GetResult")).await;
     assert_eq!(s, 400, "{gone}");
     assert!(gone.contains(r#"exceptionCode="NoSuchJob""#), "{gone}");
+    assert!(exception_text(&gone).contains("dismissed"), "{gone}");
     // GetResult of the failed 1.0.0 job: its failure.
     let failed_job = failed_location.rsplit('/').next().expect("job id");
     let (s, failure) = get(format!(
@@ -544,7 +796,7 @@ async fn async_jobs_through_wps_1_wps_2_and_json() {
     ))
     .await;
     assert!(s >= 400, "{failure}");
-    assert!(failure.contains("ows:ExceptionText"), "{failure}");
+    assert!(exception_text(&failure).contains(UNKNOWN_JOB), "{failure}");
     let mut v2_docs = vec![
         ("async-accepted", accepted2),
         ("async-succeeded", succeeded2),
@@ -606,18 +858,32 @@ async fn async_jobs_through_wps_1_wps_2_and_json() {
     assert_eq!(deleted.status().as_u16(), 200);
     let deleted: serde_json::Value = deleted.json().await.expect("json");
     assert_eq!(deleted["status"]["status"], "dismissed", "{deleted}");
+    // Refused beside the valid form above (the Location of a real job).
     let unknown = http
         .get(format!("{}/api/wps/jobs/{UNKNOWN_JOB}", mesh.url))
         .send()
         .await
         .expect("unknown");
     assert_eq!(unknown.status().as_u16(), 404);
+    let unknown: serde_json::Value = unknown.json().await.expect("json");
+    assert_eq!(unknown["error"]["code"], "NoSuchJob", "{unknown}");
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not found")),
+        "{unknown}"
+    );
     let malformed = http
         .delete(format!("{}/api/wps/jobs/nope", mesh.url))
         .send()
         .await
         .expect("malformed");
     assert_eq!(malformed.status().as_u16(), 400);
+    let malformed: serde_json::Value = malformed.json().await.expect("json");
+    assert_eq!(
+        malformed["error"]["message"],
+        r#"invalid job id "nope": job ids are 32 lowercase hexadecimal digits"#
+    );
 
     let (_, metrics) = get(format!("{}/metrics", mesh.url)).await;
     assert!(
