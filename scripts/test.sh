@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# One target dir for every clone on this machine: a fresh clone (CI) rebuilds only our crates.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wpsmesh/target}"
 
 step() { printf '\n== %s\n' "$*" >&2; }
 

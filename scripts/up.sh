@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wpsmesh/target}"
 cargo build --release --bins --locked
-exec ./target/release/wpsmesh up "$@"
+exec "$CARGO_TARGET_DIR/release/wpsmesh" up "$@"
