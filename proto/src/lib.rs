@@ -3,6 +3,7 @@
 
 pub mod media;
 pub mod storage;
+pub mod text;
 
 /// Generated wire types, as checked in under `src/gen` (see `tests/drift.rs`).
 pub mod wire {
