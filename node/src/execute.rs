@@ -41,7 +41,7 @@ pub fn check<'c>(
 ) -> Result<&'c wire::ProcessDescription, NodeError> {
     let desc = catalog
         .get(&req.process_id)
-        .ok_or_else(|| NodeError::UnknownProcess(req.process_id.chars().take(128).collect()))?;
+        .ok_or_else(|| NodeError::UnknownProcess(req.process_id.clone()))?;
     let mut counts: HashMap<&str, u32> = HashMap::new();
     for i in &req.inputs {
         let d = desc

@@ -105,7 +105,7 @@ impl Jobs {
 
     pub fn get(&self, id: &str) -> Result<Arc<Job>, NodeError> {
         self.find(id)
-            .ok_or_else(|| NodeError::JobNotFound(id.chars().take(64).collect()))
+            .ok_or_else(|| NodeError::JobNotFound(id.to_owned()))
     }
 
     /// Removes and returns the finished jobs whose expiry has passed.

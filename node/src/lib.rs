@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod config;
 
+pub mod dependency;
 pub mod error;
 pub mod execute;
 pub mod fetch;

@@ -10,6 +10,7 @@ use wpsmesh_proto::wire::process::v1 as wire;
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_proto::wire::storage::v1::{self as storage, upload_request};
 
+use crate::dependency::{self, Failure};
 use crate::error::NodeError;
 use crate::pool::{Format, JobOutput, OutputValue};
 
@@ -48,10 +49,12 @@ pub async fn upload_file(
     let info = client
         .upload(chunks)
         .await
-        .map_err(NodeError::Storage)?
+        .map_err(|status| NodeError::storage(&status))?
         .into_inner()
         .object
-        .ok_or_else(|| NodeError::Storage(tonic::Status::internal("storage returned no object")))?;
+        .ok_or_else(|| {
+            NodeError::storage(&tonic::Status::internal("storage returned no object"))
+        })?;
     Ok(info)
 }
 
@@ -129,7 +132,8 @@ pub async fn delete(client: &mut StorageServiceClient<Channel>, ids: Vec<String>
             .await
             && e.code() != tonic::Code::NotFound
         {
-            tracing::warn!(object = %id, error = %e, "cannot delete job output");
+            let error = Failure::of(&e).message(dependency::STORAGE);
+            tracing::warn!(object = %id, %error, "cannot delete job output");
         }
     }
 }

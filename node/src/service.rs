@@ -64,7 +64,7 @@ impl ProcessService {
 }
 
 fn not_found(id: &str) -> NodeError {
-    NodeError::JobNotFound(id.chars().take(64).collect())
+    NodeError::JobNotFound(id.to_owned())
 }
 
 /// A finished job's outputs, or why there are none.
@@ -119,7 +119,7 @@ impl process_service_server::ProcessService for ProcessService {
             .catalog
             .get(&id)
             .cloned()
-            .ok_or_else(|| NodeError::UnknownProcess(id.chars().take(128).collect()))?;
+            .ok_or_else(|| NodeError::UnknownProcess(id.clone()))?;
         Ok(Response::new(wire::DescribeProcessResponse {
             process: Some(process),
         }))

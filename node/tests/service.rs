@@ -1,215 +1,18 @@
 //! The node's ProcessService over real gRPC with real QGIS workers and a real storage service:
 //! descriptions, results equal to `qgis_process`, progress, dismiss, timeouts, and bad input.
 
-use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{DATA, complex, execute, leftovers, literal, mesh, reference};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tonic::Code;
-use tonic::transport::Channel;
-use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
 use wpsmesh_proto::wire::process::v1::{
-    self as wire, ComplexValue, ExecuteRequest, Format, Input, JobState, LiteralValue, Reference,
-    input, input_description, output,
+    self as wire, ExecuteRequest, Format, Input, JobState, Reference, input, input_description,
 };
-use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
-use wpsmesh_proto::wire::storage::v1::{DownloadRequest, download_response};
-use wpsmesh_runtime::grpc;
-use wpsmesh_tests::data;
 use wpsmesh_tests::formats::{assert_close, qgis_process, raster_checksum, stats, zip_of};
-
-const PUBLIC_URL: &str = "http://localhost:9000";
-
-/// Input files, made once per test binary.
-struct Data {
-    dir: PathBuf,
-    points: PathBuf,
-    points_shp: PathBuf,
-    countries: PathBuf,
-    slow: PathBuf,
-}
-
-static DATA: LazyLock<Data> = LazyLock::new(|| {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-service");
-    std::fs::create_dir_all(&dir).expect("data dir");
-    Data {
-        points: data::derive(&dir, "points.geojson", data::POINTS_SQL),
-        // A folder of its own per run: ogr2ogr will not write over a shapefile's old parts.
-        points_shp: {
-            let shp_dir = dir.join(format!("shp-{}", std::process::id()));
-            std::fs::create_dir_all(&shp_dir).expect("shapefile dir");
-            data::derive(&shp_dir, "points.shp", data::POINTS_SQL)
-        },
-        countries: data::derive(&dir, "countries.geojson", data::COUNTRIES_SQL),
-        slow: data::derive(&dir, "slow.geojson", &data::slow_sql(2000)),
-        dir,
-    }
-});
-
-/// A storage service and a node, in-process on loopback, with real workers.
-struct Mesh {
-    node: ProcessServiceClient<Channel>,
-    storage: StorageServiceClient<Channel>,
-    /// The node's work dir: job folders live there while jobs run.
-    work: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-async fn mesh(workers: usize, tweak: impl FnOnce(&mut wpsmesh_node::Config)) -> Mesh {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("wpsmesh=info")
-        .with_test_writer()
-        .try_init();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let storage_uri = wpsmesh_storage::spawn_local(dir.path().join("storage"))
-        .await
-        .expect("storage starts");
-
-    let mut config = wpsmesh_node::Config {
-        storage: storage_uri.clone(),
-        public_url: PUBLIC_URL.into(),
-        work_dir: dir.path().join("work"),
-        ..Default::default()
-    };
-    config.pool.workers = workers;
-    config.pool.cancel_grace = Duration::from_secs(3);
-    config.fetch.public_urls = vec![PUBLIC_URL.into()];
-    tweak(&mut config);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let node_uri = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        wpsmesh_node::run(config, listener, std::future::pending())
-            .await
-            .expect("node runs");
-    });
-    let node = ProcessServiceClient::new(grpc::channel(&node_uri).expect("channel"))
-        .max_decoding_message_size(64 * 1024 * 1024);
-    // Ready once the catalog is loaded and the server answers.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut probe = node.clone();
-    while probe
-        .list_processes(wire::ListProcessesRequest {})
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "node did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let storage = StorageServiceClient::new(grpc::channel(&storage_uri).expect("channel"))
-        .max_decoding_message_size(grpc::MAX_MESSAGE);
-    Mesh {
-        node,
-        storage,
-        work: dir.path().join("work"),
-        _dir: dir,
-    }
-}
-
-fn literal(id: &str, value: &str) -> Input {
-    Input {
-        id: id.into(),
-        value: Some(input::Value::Literal(LiteralValue {
-            value: value.into(),
-            ..Default::default()
-        })),
-    }
-}
-
-fn reference(id: &str, href: &str) -> Input {
-    Input {
-        id: id.into(),
-        value: Some(input::Value::Reference(Reference {
-            href: href.into(),
-            format: None,
-        })),
-    }
-}
-
-fn execute(process: &str, inputs: Vec<Input>) -> ExecuteRequest {
-    ExecuteRequest {
-        process_id: process.into(),
-        inputs,
-        ..Default::default()
-    }
-}
-
-impl Mesh {
-    /// Uploads a file through the node's own output path and returns its public href.
-    async fn upload(&mut self, path: &Path) -> String {
-        let name = path
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
-        let info = wpsmesh_node::outputs::upload_file(&mut self.storage, path, &name)
-            .await
-            .expect("upload");
-        if info.format.is_empty() {
-            return format!("{PUBLIC_URL}/api/file/retrieve/{}", info.id);
-        }
-        format!("{PUBLIC_URL}/api/file/retrieve/{}.{}", info.id, info.format)
-    }
-
-    async fn upload_bytes(&mut self, name: &str, bytes: &[u8]) -> String {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(name);
-        std::fs::write(&path, bytes).expect("write");
-        self.upload(&path).await
-    }
-
-    async fn download(&mut self, id: &str) -> Vec<u8> {
-        let mut stream = self
-            .storage
-            .download(DownloadRequest {
-                id: id.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("download")
-            .into_inner();
-        let mut out = Vec::new();
-        while let Some(m) = stream.message().await.expect("chunk") {
-            if let Some(download_response::Part::Chunk(c)) = m.part {
-                out.extend_from_slice(&c);
-            }
-        }
-        out
-    }
-
-    /// Runs a job and downloads its OUTPUT file into `dir`.
-    async fn run_to_file(&mut self, req: ExecuteRequest, dir: &Path, ext: &str) -> PathBuf {
-        let process = req.process_id.clone();
-        let resp = self
-            .node
-            .execute(req)
-            .await
-            .unwrap_or_else(|e| panic!("{process}: {e:?}"))
-            .into_inner();
-        assert_eq!(
-            resp.job.as_ref().map(|j| j.state),
-            Some(JobState::Successful as i32)
-        );
-        let out = resp
-            .outputs
-            .iter()
-            .find(|o| o.id == "OUTPUT")
-            .expect("OUTPUT");
-        let Some(output::Value::Reference(r)) = &out.value else {
-            panic!("OUTPUT is a reference: {out:?}");
-        };
-        assert!(
-            r.href
-                .starts_with(&format!("{PUBLIC_URL}/api/file/retrieve/{}.", r.object_id))
-        );
-        let bytes = self.download(&r.object_id).await;
-        assert_eq!(bytes.len() as u64, r.size);
-        let path = dir.join(format!("{}-ours.{ext}", process.replace(':', "_")));
-        std::fs::write(&path, bytes).expect("write output");
-        path
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_and_describes_processes() {
@@ -419,19 +222,6 @@ async fn file_server(body: Vec<u8>) -> u16 {
     port
 }
 
-fn complex(id: &str, mime_type: &str, data: &[u8]) -> Input {
-    Input {
-        id: id.into(),
-        value: Some(input::Value::Complex(ComplexValue {
-            format: Some(Format {
-                mime_type: mime_type.into(),
-                ..Default::default()
-            }),
-            data: data.to_vec().into(),
-        })),
-    }
-}
-
 fn typed_reference(id: &str, href: &str, mime_type: &str) -> Input {
     Input {
         id: id.into(),
@@ -442,36 +232,6 @@ fn typed_reference(id: &str, href: &str, mime_type: &str) -> Input {
                 ..Default::default()
             }),
         })),
-    }
-}
-
-/// Job folders left in a node's work dir.
-fn leftovers(work: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(work)
-        .expect("the node's work dir exists")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .collect()
-}
-
-impl Mesh {
-    /// Runs a job that must succeed; the feature count of its GeoJSON OUTPUT.
-    async fn features(&mut self, req: ExecuteRequest, what: &str) -> usize {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let resp = self.node.execute(req).await;
-        let resp = resp.unwrap_or_else(|e| panic!("{what}: {e:?}"));
-        let out = resp.into_inner();
-        let Some(output::Value::Reference(r)) = out
-            .outputs
-            .iter()
-            .find(|o| o.id == "OUTPUT")
-            .and_then(|o| o.value.clone())
-        else {
-            panic!("{what}: no OUTPUT reference: {out:?}");
-        };
-        let path = dir.path().join("out.geojson");
-        std::fs::write(&path, self.download(&r.object_id).await).expect("write");
-        stats(&path).0
     }
 }
 

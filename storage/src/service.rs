@@ -47,7 +47,7 @@ fn checked_chunks(
         let mut received = 0u64;
         loop {
             let message = messages.message().await.map_err(|s| {
-                tracing::debug!(status = %s, "upload stream broke off");
+                tracing::debug!(error = %s.message(), "upload stream broke off");
                 StorageError::Stream(s)
             })?;
             let Some(message) = message else { break };
@@ -122,7 +122,9 @@ impl storage_service_server::StorageService for StorageService {
             .await?
             .ok_or_else(|| invalid("empty upload: the first message must carry metadata"))?;
         let meta = match first.part {
-            Some(upload_request::Part::Metadata(m)) => NewObject::try_from(m)?,
+            Some(upload_request::Part::Metadata(m)) => {
+                NewObject::try_from(m).map_err(StorageError::from)?
+            }
             Some(upload_request::Part::Chunk(_)) => {
                 return Err(invalid(
                     "upload started with a chunk: the first message must carry metadata",
@@ -163,7 +165,7 @@ impl storage_service_server::StorageService for StorageService {
         &self,
         request: Request<wire::DownloadRequest>,
     ) -> Result<Response<Self::DownloadStream>, Status> {
-        let spec = DownloadSpec::try_from(request.into_inner())?;
+        let spec = DownloadSpec::try_from(request.into_inner()).map_err(StorageError::from)?;
         let (info, body) = self.backend.get(spec.id, spec.range).await?;
         let head = wire::DownloadResponse {
             part: Some(download_response::Part::Object(info.into())),
@@ -186,7 +188,11 @@ impl storage_service_server::StorageService for StorageService {
         &self,
         request: Request<wire::StatRequest>,
     ) -> Result<Response<wire::StatResponse>, Status> {
-        let id: ObjectId = request.into_inner().id.parse()?;
+        let id: ObjectId = request
+            .into_inner()
+            .id
+            .parse()
+            .map_err(StorageError::from)?;
         let info = self.backend.stat(id).await?;
         Ok(Response::new(wire::StatResponse {
             object: Some(info.into()),
@@ -197,7 +203,11 @@ impl storage_service_server::StorageService for StorageService {
         &self,
         request: Request<wire::DeleteRequest>,
     ) -> Result<Response<wire::DeleteResponse>, Status> {
-        let id: ObjectId = request.into_inner().id.parse()?;
+        let id: ObjectId = request
+            .into_inner()
+            .id
+            .parse()
+            .map_err(StorageError::from)?;
         self.backend.delete(id).await?;
         info!(%id, "object deleted");
         Ok(Response::new(wire::DeleteResponse {}))

@@ -89,12 +89,16 @@ def check_parameter_errors(tmp: str, points: str) -> None:
         ("native:buffer", {"INPUT": source, "END_CAP_STYLE": [{"literal": "Pointy"}]},
          "END_CAP_STYLE"),
         ("native:buffer", {"INPUT": [{"file": malformed}]}, "INPUT"),
+        # A client's value is shown cut to 200 bytes, whatever its size.
+        ("native:buffer", {"INPUT": source, "DISTANCE": [{"literal": "x" * 2_000_000}]},
+         "DISTANCE"),
     ]
     for process_id, inputs, name in cases:
         try:
             run_job(tmp, process_id, inputs)
         except ParameterError as e:
             assert e.name == name, (e.name, name, str(e))
+            assert len(str(e)) < 1024, (name, len(str(e)))
             print(f"rejected as expected: {e}")
         else:
             raise AssertionError(f"{process_id} {inputs} was accepted")

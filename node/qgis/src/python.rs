@@ -187,7 +187,8 @@ impl Session {
             let message = error.value(py).to_string();
             (FailureKind::Execution, String::new(), message)
         } else {
-            tracing::error!(job = job_id, %error, "unexpected python error");
+            let shown = wpsmesh_proto::text::one_line(&error.to_string());
+            tracing::error!(job = job_id, error = %shown, "unexpected python error");
             error.print(py);
             let message = format!("internal error: {error}");
             (FailureKind::Execution, String::new(), message)

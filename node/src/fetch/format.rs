@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncReadExt;
 use wpsmesh_proto::media::{self, SNIFF_LEN, Sniffed};
+use wpsmesh_proto::text;
 
 use super::FetchError;
 
@@ -26,7 +27,7 @@ impl Claim {
             let extension = media::extension_for(media_type)?;
             return Some(Self {
                 extension: extension.to_owned(),
-                said: format!("declared as {}", shown(media_type)),
+                said: format!("declared as {}", text::shown(media_type)),
             });
         }
         let extension = super::valid_ext(extension)?;
@@ -45,10 +46,6 @@ impl Claim {
             extension,
         })
     }
-}
-
-fn shown(text: &str) -> String {
-    text.chars().take(80).collect()
 }
 
 /// Checks the file at `path` against `claim` and renames it to the extension of what it is:

@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 use url::{Host, Url};
+use wpsmesh_proto::text;
 
 /// Host names of cloud metadata services (and their subdomains), refused before any lookup.
 const METADATA_HOSTS: &[&str] = &[
@@ -25,18 +26,22 @@ const METADATA_HOSTS: &[&str] = &[
 /// policy as an error source, then wrapped with the input id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("scheme {0:?} is not allowed: only http and https references are fetched")]
+    #[error("scheme {:?} is not allowed: only http and https references are fetched", text::shown(.0))]
     Scheme(String),
     #[error("the reference has no host")]
     NoHost,
     #[error("address {ip} is not allowed ({kind})")]
     Address { ip: IpAddr, kind: String },
-    #[error("host {host} resolves only to addresses that are not allowed: {}", list(.refused))]
+    #[error(
+        "host {} resolves only to addresses that are not allowed: {}",
+        text::shown(host),
+        list(.refused)
+    )]
     Resolved {
         host: String,
         refused: Vec<(IpAddr, String)>,
     },
-    #[error("host {0} is not allowed (cloud metadata service)")]
+    #[error("host {} is not allowed (cloud metadata service)", text::shown(.0))]
     MetadataHost(String),
     #[error("more than {0} redirects")]
     TooManyRedirects(usize),
@@ -262,17 +267,12 @@ fn v6_kind(ip: Ipv6Addr) -> Option<String> {
     }
 }
 
-/// A URL as shown in logs and errors: without user name and password, and at most 200
-/// characters long.
+/// A URL as shown in logs and errors: without user name and password, [`text::shown`].
 pub fn shown(url: &Url) -> String {
     let mut url = url.clone();
     let _ = url.set_username("");
     let _ = url.set_password(None);
-    let text = url.as_str();
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_owned(),
-    }
+    text::shown(url.as_str()).into_owned()
 }
 
 #[cfg(test)]

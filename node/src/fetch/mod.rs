@@ -27,8 +27,11 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use url::Url;
 use wpsmesh_proto::storage::ObjectId;
+use wpsmesh_proto::text;
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_runtime::grpc::MAX_MESSAGE;
+
+use crate::dependency::STORAGE;
 
 pub use config::{FetchConfig, ZipLimits};
 pub use error::FetchError;
@@ -110,14 +113,17 @@ impl Fetcher {
     ) -> Result<PathBuf, FetchError> {
         let invalid = |reason: String| FetchError::InvalidReference {
             input: input_id.to_owned(),
-            href: href.chars().take(200).collect(),
+            href: text::shown(href).into_owned(),
             reason,
         };
         if href.len() > MAX_HREF {
             return Err(invalid(format!("longer than {MAX_HREF} bytes")));
         }
         let ext_hint = match ext_hint {
-            Some(e) => Some(valid_ext(e).ok_or_else(|| invalid(format!("bad extension {e:?}")))?),
+            Some(e) => Some(
+                valid_ext(e)
+                    .ok_or_else(|| invalid(format!("bad extension {:?}", text::shown(e))))?,
+            ),
             None => None,
         };
         let url = Url::parse(href.trim()).map_err(|e| invalid(e.to_string()))?;
@@ -195,7 +201,10 @@ impl Fetcher {
                 input: input_id.to_owned(),
                 id: id.to_string(),
                 code: tonic::Code::DeadlineExceeded,
-                message: format!("timed out after {} s", self.config.storage_timeout_secs),
+                message: format!(
+                    "{STORAGE} unavailable: timed out after {} s",
+                    self.config.storage_timeout_secs
+                ),
             })
             .and_then(|r| r)
             .inspect_err(|e| tracing::info!(input = input_id, %id, error = %e, "input read from storage failed"))?;

@@ -13,6 +13,7 @@ use wpsmesh_proto::wire::storage::v1::{DownloadRequest, download_response};
 
 use super::FetchError;
 use super::sink::{Sink, SinkError};
+use crate::dependency::{Failure, STORAGE};
 
 /// What an href under a public base URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,16 +89,16 @@ pub(crate) async fn download(
     id: ObjectId,
     t: Target<'_>,
 ) -> Result<(PathBuf, ObjectInfo), FetchError> {
-    let storage_error = |status: tonic::Status| match status.code() {
-        Code::NotFound => FetchError::NotFound {
+    let storage_error = |status: tonic::Status| match Failure::of(&status) {
+        Failure::Answered(Code::NotFound, _) => FetchError::NotFound {
             input: t.input.to_owned(),
             id: id.to_string(),
         },
-        code => FetchError::Storage {
+        failure => FetchError::Storage {
             input: t.input.to_owned(),
             id: id.to_string(),
-            code,
-            message: status.message().to_owned(),
+            code: failure.code(),
+            message: failure.message(STORAGE),
         },
     };
     let broken = |message: &str| FetchError::Storage {

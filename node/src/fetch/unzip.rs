@@ -8,6 +8,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use wpsmesh_proto::storage::ObjectId;
+use wpsmesh_proto::text;
 use zip::ZipArchive;
 use zip::result::ZipError;
 
@@ -175,11 +176,6 @@ impl From<ZipRefusal> for Failure {
     }
 }
 
-/// Shown entry names are cut to 120 characters.
-fn shown(name: &str) -> String {
-    name.chars().take(120).collect()
-}
-
 fn extract<R: Read + io::Seek>(
     archive: &mut ZipArchive<R>,
     dir: &Path,
@@ -191,7 +187,7 @@ fn extract<R: Read + io::Seek>(
     let mut total: u64 = 0;
     let mut buf = vec![0u8; BUF];
     for index in 0..archive.len() {
-        let name = shown(archive.name_for_index(index).unwrap_or_default());
+        let name = text::shown(archive.name_for_index(index).unwrap_or_default()).into_owned();
         let mut entry = archive.by_index(index).map_err(|e| match e {
             ZipError::UnsupportedArchive(m) if m == ZipError::PASSWORD_REQUIRED => {
                 ZipRefusal::Encrypted(name.clone())

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufRead
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
+use wpsmesh_proto::text;
 use wpsmesh_proto::wire::worker::v1::worker_event::Event;
 use wpsmesh_proto::wire::worker::v1::worker_request::Request;
 use wpsmesh_proto::wire::worker::v1::{Ready, WorkerEvent, WorkerRequest};
@@ -243,7 +244,8 @@ async fn forward_stderr(
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
+        // A traceback may echo a client's value: lines are bounded like any message.
+        let line = text::one_line(String::from_utf8_lossy(&buf).trim_end());
         debug!(worker = pid, line, "worker stderr");
         if let Ok(mut tail) = tail.lock() {
             if tail.len() == STDERR_TAIL {

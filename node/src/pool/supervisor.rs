@@ -12,6 +12,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use wpsmesh_proto::text;
 use wpsmesh_proto::wire::worker::v1::worker_event::Event;
 use wpsmesh_proto::wire::worker::v1::worker_request::Request;
 use wpsmesh_proto::wire::worker::v1::{CancelRequest, DescribeRequest, Failed, FailureKind};
@@ -300,24 +301,27 @@ fn shutting_down() -> PoolError {
     PoolError::Unavailable("the pool is shutting down".into())
 }
 
+/// The error a worker reported; its texts (which may echo client values) are bounded here, where
+/// they enter the node.
 fn failure(failed: Failed, process: &str) -> PoolError {
+    let message = text::one_line(&failed.message);
     match FailureKind::try_from(failed.kind) {
         Ok(FailureKind::Parameter) => PoolError::Parameter {
-            name: failed.parameter,
-            message: failed.message,
+            name: text::shown(&failed.parameter).into_owned(),
+            message,
         },
         Ok(FailureKind::UnknownProcess) => PoolError::UnknownProcess {
             process: process.to_owned(),
-            message: failed.message,
+            message,
         },
         Ok(FailureKind::Cancelled) => PoolError::Cancelled,
         Ok(FailureKind::Execution) => PoolError::Execution {
-            message: failed.message,
+            message,
             log: failed.log,
         },
         Ok(FailureKind::Unspecified) | Err(_) => PoolError::Protocol(format!(
-            "failure of unknown kind {}: {}",
-            failed.kind, failed.message
+            "failure of unknown kind {}: {message}",
+            failed.kind
         )),
     }
 }

@@ -5,7 +5,10 @@
 //!
 //! Keys share the hash tag `{prefix}`, so they live in one slot and the scripts may touch keys
 //! they compute. Commands time out after `command_timeout`; while Redis is away every call fails
-//! with [`StoreError::Unavailable`] and the client reconnects on its own.
+//! at once with [`StoreError::Unavailable`] saying why (see [`link`]) and the client reconnects
+//! on its own.
+
+mod link;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -15,7 +18,7 @@ use fred::prelude::{
     ClientLike, Config, EventInterface, HashesInterface, KeysInterface, PubsubInterface,
     ReconnectPolicy, SortedSetsInterface, StreamsInterface,
 };
-use fred::types::config::Options;
+use fred::types::config::{Options, ServerConfig};
 use fred::types::scripts::Script;
 use fred::types::{Builder, Value};
 use prost::Message;
@@ -23,6 +26,7 @@ use tokio::sync::broadcast;
 use tracing::{debug, warn};
 use wpsmesh_proto::wire::process::v1 as wire;
 
+use self::link::{Link, Probe};
 use super::record::millis;
 use super::{
     Claim, Heartbeat, JobRecord, JobStore, JobsConfig, Lease, Limits, NewJob, Outcome, Reaped,
@@ -49,16 +53,15 @@ struct Scripts {
 
 /// Job state in Redis.
 pub struct RedisStore {
-    client: fred::clients::Client,
+    client: Link,
     /// A connection of its own for the blocking queue read.
-    blocking: fred::clients::Client,
+    blocking: Link,
     scripts: Scripts,
     keys: Keys,
     limits: Limits,
     /// How long a queue entry may sit read but unclaimed before the reaper puts it back.
     unclaimed_after: Duration,
     command_timeout: Duration,
-    display: String,
     dismissed: broadcast::Sender<String>,
     _subscriber: fred::clients::SubscriberClient,
 }
@@ -97,22 +100,41 @@ impl RedisStore {
         let bad = |e: fred::error::Error| {
             StoreError::Unavailable(format!("redis at {display}: {}", e.details()))
         };
-        let redis = Config::from_url(&config.redis_url).map_err(bad)?;
+        let mut redis = Config::from_url(&config.redis_url).map_err(bad)?;
+        let probe = match &redis.server {
+            ServerConfig::Centralized { server } => Some(Probe {
+                host: server.host.to_string(),
+                port: server.port,
+                timeout: config.command_timeout,
+            }),
+            _ => None,
+        };
+        // Not connecting at first is retried like any lost connection.
+        redis.fail_fast = false;
         let mut builder = Builder::from_config(redis);
         builder
             .with_performance_config(|p| p.default_command_timeout = config.command_timeout)
             .with_connection_config(|c| {
                 c.connection_timeout = config.command_timeout;
                 c.internal_command_timeout = config.command_timeout;
-                c.max_command_attempts = 2;
+                // A command caught by a lost connection fails with it, not after the timeout.
+                c.max_command_attempts = 1;
             })
             .set_policy(ReconnectPolicy::new_constant(0, 250));
-        let client = builder.build().map_err(bad)?;
-        let blocking = builder.build().map_err(bad)?;
+        let display = format!("redis at {display}");
+        let link = |client| Link::new(client, display.clone(), probe.clone());
+        let client = link(builder.build().map_err(bad)?);
+        let blocking = link(builder.build().map_err(bad)?);
         let subscriber = builder.build_subscriber_client().map_err(bad)?;
-        client.connect();
-        blocking.connect();
+        client.client().connect();
+        blocking.client().connect();
         subscriber.connect();
+        // Calls made while not connected fail at once: give the first connection its chance.
+        let _ = tokio::time::timeout(config.command_timeout, async {
+            let _ = client.client().wait_for_connect().await;
+            let _ = blocking.client().wait_for_connect().await;
+        })
+        .await;
         let keys = Keys::new(&config.prefix);
         let (dismissed, _) = broadcast::channel(1024);
         listen_for_dismissals(
@@ -139,14 +161,14 @@ impl RedisStore {
             limits: config.limits(),
             unclaimed_after: config.lease.max(Duration::from_secs(5)),
             command_timeout: config.command_timeout,
-            display,
             dismissed,
             _subscriber: subscriber,
         })
     }
 
-    fn unavailable(&self, e: &fred::error::Error) -> StoreError {
-        StoreError::Unavailable(format!("redis at {}: {}", self.display, e.details()))
+    /// The command client, when connected.
+    fn client(&self) -> Result<&fred::clients::Client, StoreError> {
+        self.client.ready()
     }
 
     async fn eval<R: fred::types::FromValue>(
@@ -155,10 +177,9 @@ impl RedisStore {
         keys: Vec<String>,
         args: Vec<Value>,
     ) -> Result<R, StoreError> {
-        script
-            .evalsha_with_reload(&self.client, keys, args)
-            .await
-            .map_err(|e| self.unavailable(&e))
+        let client = self.client()?;
+        let result = script.evalsha_with_reload(client, keys, args).await;
+        self.client.answer(result).await
     }
 
     /// Reads one queue entry (blocking up to `wait`): its entry id and job id.
@@ -173,6 +194,7 @@ impl RedisStore {
         };
         let read = self
             .blocking
+            .ready()?
             .with_options(&options)
             .xreadgroup::<Value, _, _, _, _>(
                 GROUP,
@@ -190,15 +212,17 @@ impl RedisStore {
                 // A new (or wiped) Redis: create the group, from the start so nothing queued
                 // before is missed.
                 let created = self
-                    .client
+                    .client()?
                     .xgroup_create::<Value, _, _, _>(self.keys.queue.as_str(), GROUP, "0", true)
                     .await;
                 match created {
-                    Err(e) if !e.details().contains("BUSYGROUP") => Err(self.unavailable(&e)),
+                    Err(e) if !e.details().contains("BUSYGROUP") => {
+                        Err(self.client.failed(&e).await)
+                    }
                     _ => Ok(None),
                 }
             }
-            Err(e) => Err(self.unavailable(&e)),
+            Err(e) => Err(self.blocking.failed(&e).await),
         }
     }
 }
@@ -441,11 +465,8 @@ impl JobStore for RedisStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let mut fields: HashMap<String, Bytes> = self
-            .client
-            .hgetall(self.keys.job(id))
-            .await
-            .map_err(|e| self.unavailable(&e))?;
+        let fields = self.client()?.hgetall(self.keys.job(id)).await;
+        let mut fields: HashMap<String, Bytes> = self.client.answer(fields).await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -511,8 +532,8 @@ impl JobStore for RedisStore {
 
     async fn expired(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
         let now = millis(SystemTime::now()) as f64;
-        let ids: Vec<String> = self
-            .client
+        let ids = self
+            .client()?
             .zrangebyscore(
                 self.keys.expiry.as_str(),
                 f64::NEG_INFINITY,
@@ -520,8 +541,8 @@ impl JobStore for RedisStore {
                 false,
                 Some((0, limit as i64)),
             )
-            .await
-            .map_err(|e| self.unavailable(&e))?;
+            .await;
+        let ids: Vec<String> = self.client.answer(ids).await?;
         let mut records = Vec::with_capacity(ids.len());
         for id in ids {
             match self.get(&id).await? {
@@ -534,58 +555,13 @@ impl JobStore for RedisStore {
     }
 
     async fn forget(&self, id: &str) -> Result<(), StoreError> {
-        let _: i64 = self
-            .client
-            .del(self.keys.job(id))
-            .await
-            .map_err(|e| self.unavailable(&e))?;
-        let _: i64 = self
-            .client
-            .zrem(self.keys.expiry.as_str(), id)
-            .await
-            .map_err(|e| self.unavailable(&e))?;
+        let deleted = self.client()?.del(self.keys.job(id)).await;
+        let _: i64 = self.client.answer(deleted).await?;
+        let removed = self.client()?.zrem(self.keys.expiry.as_str(), id).await;
+        let _: i64 = self.client.answer(removed).await?;
         Ok(())
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_entries_are_read_from_xreadgroup_answers() {
-        let entry = Value::Array(vec![
-            Value::String("1-0".into()),
-            Value::Array(vec![Value::String("id".into()), Value::String("j1".into())]),
-        ]);
-        let answer = Value::Array(vec![Value::Array(vec![
-            Value::String("{wpsmesh}:queue".into()),
-            Value::Array(vec![entry]),
-        ])]);
-        assert_eq!(first_entry(answer), Some(("1-0".into(), "j1".into())));
-        assert_eq!(first_entry(Value::Null), None);
-    }
-
-    #[tokio::test]
-    async fn the_redis_store_keeps_the_contract() {
-        let redis = wpsmesh_tests::RedisServer::start().expect("redis-server");
-        let url = redis.url();
-        super::super::contract::run(|limits| {
-            let url = url.clone();
-            async move {
-                let config = JobsConfig {
-                    store: super::super::StoreKind::Redis,
-                    redis_url: url,
-                    prefix: super::super::new_job_id(),
-                    ttl: limits.ttl,
-                    max_queued: limits.max_queued,
-                    max_attempts: limits.max_attempts,
-                    ..JobsConfig::default()
-                };
-                RedisStore::connect(&config).await.expect("connect")
-            }
-        })
-        .await;
-    }
-}
+mod tests;

@@ -2,7 +2,8 @@
 
 Each input is a list of values: {"literal": text}, {"file": path, "format": {...}} or
 {"bbox": {"crs", "lower": [x, y], "upper": [x, y]}}. Bounding boxes are in the CRS's x/y
-(east/north) order, as QGIS stores extents. Every problem raises ParameterError naming the input.
+(east/north) order, as QGIS stores extents. Every problem raises ParameterError naming the input;
+a client's value appears in a message only through `shown` (at most 200 bytes).
 """
 
 import json
@@ -20,7 +21,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QFileInfo
 
 from . import params
-from .errors import ParameterError
+from .errors import ParameterError, shown
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -35,7 +36,7 @@ def convert_inputs(alg, description: dict, inputs: dict, context) -> dict:
     described = {d["id"]: d for d in description["inputs"]}
     for name in inputs:
         if name not in described:
-            raise ParameterError(name, "unknown input")
+            raise ParameterError(shown(name), "unknown input")
     values = {}
     for name, spec in described.items():
         param = alg.parameterDefinition(name)
@@ -93,17 +94,17 @@ class _Converter:
         try:
             number = float(text)
         except ValueError:
-            self.fail(f"expected a number, got {text!r}")
+            self.fail(f"expected a number, got {shown(text)!r}")
         if not math.isfinite(number):
-            self.fail(f"expected a finite number, got {text!r}")
+            self.fail(f"expected a finite number, got {shown(text)!r}")
         if self.param.dataType() == QgsProcessingParameterNumber.Integer:
             if not number.is_integer():
-                self.fail(f"expected an integer, got {text!r}")
+                self.fail(f"expected an integer, got {shown(text)!r}")
             number = int(number)
         if number < self.param.minimum():
-            self.fail(f"{text} is below the minimum {self.param.minimum():g}")
+            self.fail(f"{shown(text)} is below the minimum {self.param.minimum():g}")
         if number > self.param.maximum():
-            self.fail(f"{text} is above the maximum {self.param.maximum():g}")
+            self.fail(f"{shown(text)} is above the maximum {self.param.maximum():g}")
         return number
 
     def _boolean(self, text):
@@ -112,7 +113,7 @@ class _Converter:
             return True
         if text in _FALSE:
             return False
-        return self.fail(f"expected true or false, got {text!r}")
+        return self.fail(f"expected true or false, got {shown(text)!r}")
 
     def _enum(self, text):
         """An option string (or, for compatibility, an option index)."""
@@ -122,37 +123,38 @@ class _Converter:
             return text if self.param.usesStaticStrings() else options.index(text)
         if not self.param.usesStaticStrings() and text.isdigit() and int(text) < len(options):
             return int(text)
-        return self.fail(f"{text!r} is not one of: {', '.join(options)}")
+        return self.fail(f"{shown(text)!r} is not one of: {', '.join(options)}")
 
     def _field(self, text):
         parent = self.earlier.get(self.param.parentLayerParameterName())
         if isinstance(parent, QgsVectorLayer) and parent.fields().lookupField(text) < 0:
-            self.fail(f"no field {text!r} in {self.param.parentLayerParameterName()}")
+            self.fail(f"no field {shown(text)!r} in {self.param.parentLayerParameterName()}")
         return text
 
     def _expression(self, text):
         expression = QgsExpression(text)
         if expression.hasParserError():
-            self.fail(f"invalid expression: {' '.join(expression.parserErrorString().split())}")
+            reason = " ".join(expression.parserErrorString().split())
+            self.fail(f"invalid expression: {shown(reason)}")
         return text
 
     def _crs(self, text):
         crs = QgsCoordinateReferenceSystem(text.strip())
         if not crs.isValid():
-            self.fail(f"unknown CRS {text!r}")
+            self.fail(f"unknown CRS {shown(text)!r}")
         return crs
 
     def _band(self, text):
         text = text.strip()
         if not text.isdigit():
-            self.fail(f"expected a band number, got {text!r}")
+            self.fail(f"expected a band number, got {shown(text)!r}")
         return int(text)
 
     def _json(self, text):
         try:
             value = json.loads(text)
         except ValueError as e:
-            self.fail(f"invalid JSON: {e}")
+            self.fail(f"invalid JSON: {shown(str(e))}")
         if not isinstance(value, list):
             self.fail("expected a JSON array")
         return value
@@ -188,7 +190,7 @@ class _Converter:
         crs = bbox.get("crs") or ""
         if crs:
             if not QgsCoordinateReferenceSystem(crs).isValid():
-                self.fail(f"unknown CRS {crs!r}")
+                self.fail(f"unknown CRS {shown(crs)!r}")
             text += f" [{crs}]"
         return text
 

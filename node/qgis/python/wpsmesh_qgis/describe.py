@@ -24,6 +24,7 @@ from qgis.core import (
 )
 
 from . import formats, params
+from .errors import shown
 
 PROVIDERS = ("native", "qgis", "gdal", "3d")
 VERSION = Qgis.version().split("-")[0]
@@ -78,7 +79,7 @@ def describe(process_id: str) -> dict:
     """The description of one process; raises Unsupported when it is unknown or not published."""
     alg = QgsApplication.processingRegistry().algorithmById(process_id)
     if alg is None or alg.provider().id() not in PROVIDERS:
-        raise Unsupported(f"unknown process {process_id!r}")
+        raise Unsupported(f"unknown process {shown(process_id)!r}")
     if alg.flags() & QgsProcessingAlgorithm.FlagNotAvailableInStandaloneTool:
         raise Unsupported("needs the QGIS desktop application")
     inputs = [d for d in map(_input, _visible_inputs(alg)) if d is not None]

@@ -1,4 +1,17 @@
-"""Exceptions raised to the Rust worker, which maps them to gRPC statuses."""
+"""Exceptions raised to the Rust worker, which maps them to gRPC statuses, and `shown`, the one
+way a client's value appears in their messages."""
+
+# Most bytes of a client value shown in a message (wpsmesh_proto::text::MAX_SHOWN).
+MAX_SHOWN = 200
+
+
+def shown(text: str, limit: int = MAX_SHOWN) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes (never inside a character) followed by
+    `… (N bytes)` when it was longer; `text` itself otherwise."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    return f"{data[:limit].decode('utf-8', 'ignore')}… ({len(data)} bytes)"
 
 
 class ParameterError(Exception):

@@ -3,7 +3,7 @@
 import re
 
 from . import params
-from .errors import ParameterError
+from .errors import ParameterError, shown
 
 
 def fmt(mime_type: str, extension: str) -> dict:
@@ -139,4 +139,5 @@ def choose(requested, formats: list, name: str) -> dict:
             continue
         return candidate
     offered = ", ".join(sorted({f["mime_type"] for f in formats}))
-    raise ParameterError(name, f"format {mime or extension} is not supported; use one of {offered}")
+    raise ParameterError(name, f"format {shown(mime or extension)} is not supported; "
+                               f"use one of {offered}")
