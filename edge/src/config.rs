@@ -1,6 +1,7 @@
 //! Edge settings (the `[edge]` section of the wpsmesh config).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,13 @@ pub struct Config {
     pub public_url: String,
     /// The storage service (`http://host:port`).
     pub storage: String,
+    /// Deadline of the short storage calls (find, delete, opening a download).
+    #[serde(with = "humantime_serde")]
+    pub storage_timeout: Duration,
+    /// Longest pause of an upload or download stream between two chunks; the transfer as a
+    /// whole has no deadline.
+    #[serde(with = "humantime_serde")]
+    pub storage_idle_timeout: Duration,
     /// Largest WPS or JSON request body, in bytes (inline inputs count); more gets 413.
     pub max_body_bytes: usize,
     /// Largest file accepted by the file API, in bytes; more gets 413 and nothing is stored.
@@ -32,6 +40,8 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
             public_url: "http://localhost:9000".into(),
             storage: "http://127.0.0.1:8800".into(),
+            storage_timeout: crate::files::DEFAULT_TIMEOUT,
+            storage_idle_timeout: crate::files::DEFAULT_IDLE_TIMEOUT,
             max_body_bytes: 32 * 1024 * 1024,
             max_upload_bytes: 16 * 1024 * 1024 * 1024,
             title: "wpsmesh".into(),

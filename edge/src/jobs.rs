@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::StatusCode;
 use tracing::info;
 use wpsmesh_proto::wire::process::v1::{self as wire, JobState};
@@ -24,11 +26,24 @@ pub fn check_id(id: &str) -> Result<(), OwsError> {
     if id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Ok(());
     }
-    let shown: String = id.chars().take(64).collect();
     Err(OwsError::invalid(
         JOB_ID,
-        format!("invalid job id {shown:?}: job ids are 32 lowercase hexadecimal digits"),
+        format!(
+            "invalid job id {:?}: job ids are 32 lowercase hexadecimal digits",
+            wpsmesh_proto::text::bounded(id, 64)
+        ),
     ))
+}
+
+/// The job id in a request path (`/jobs/{job_id}`); InvalidParameterValue with locator JobID
+/// when it is no UTF-8 once percent-decoded.
+pub fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, OwsError> {
+    path.map(|Path(id)| id).map_err(|e| {
+        OwsError::invalid(
+            JOB_ID,
+            format!("invalid job id: {}", e.body_text().to_lowercase()),
+        )
+    })
 }
 
 /// Queues `request` on one balanced node; the accepted job's status.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod files;
 pub mod jobs;
 pub mod jobs_api;
+mod listener;
 pub mod metrics;
 pub mod nodes;
 pub mod ows;
@@ -38,7 +39,11 @@ pub fn app(config: &Config, nodes: nodes::Nodes, storage: Channel) -> Router {
 /// The router and the readiness check over the same nodes and storage.
 fn build(config: &Config, nodes: nodes::Nodes, storage: Channel) -> (Router, Readiness) {
     let readiness = Readiness::new(nodes.clone(), storage.clone(), config.discovery.retry_after);
-    let storage = StorageServiceClient::new(storage).max_decoding_message_size(grpc::MAX_MESSAGE);
+    let storage = files::Storage::new(
+        StorageServiceClient::new(storage),
+        config.storage_timeout,
+        config.storage_idle_timeout,
+    );
     let metrics = Arc::new(metrics::Metrics::default());
     let mut service = wps::Service::new(&config.public_url);
     service.title = config.title.clone();
@@ -104,14 +109,15 @@ impl Edge {
         wps::endpoint(&self.config.public_url)
     }
 
-    /// Serves on `listener` until `shutdown` resolves.
+    /// Serves on `listener` until `shutdown` resolves; connections close gracefully, so a
+    /// client still sending a refused request reads its answer (see `listener`).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         info!(addr = %listener.local_addr()?, public_url = %self.config.public_url, "edge listening");
-        axum::serve(listener, self.router)
+        axum::serve(listener::Listener::new(listener), self.router)
             .with_graceful_shutdown(shutdown)
             .await?;
         info!("edge stopped");

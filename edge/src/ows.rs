@@ -1,7 +1,10 @@
 //! OWS exceptions: the one error type of the edge, with its exception code, locator and HTTP
-//! status, and the mapping from a node's or storage's gRPC status.
+//! status, and the mapping from a node's or storage's gRPC status. Texts and locators are
+//! bounded here, where every exception is made ([`wpsmesh_proto::text`]): whatever user value
+//! or node message they quote, ExceptionReports, JSON errors and log lines stay short.
 
 use axum::http::StatusCode;
+use wpsmesh_proto::text;
 
 /// The exception codes of OWS Common and WPS 1.0.0/2.0.0 that the edge answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +60,9 @@ impl OwsCode {
 }
 
 /// An exception the edge answers with. Rendered as an OWS ExceptionReport in the request's
-/// WPS version (see `wps::v1`/`wps::v2`), or as JSON on the JSON APIs.
+/// WPS version (see `wps::v1`/`wps::v2`), or as JSON on the JSON APIs. Made only through
+/// [`OwsError::new`], which bounds the text to one line of at most
+/// [`text::MAX_MESSAGE`] bytes and the locator to [`text::MAX_SHOWN`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {text}", code.as_str())]
 pub struct OwsError {
@@ -75,8 +80,8 @@ impl OwsError {
     pub fn new(code: OwsCode, locator: Option<&str>, text: impl Into<String>) -> Self {
         Self {
             code,
-            locator: locator.map(str::to_owned),
-            text: text.into(),
+            locator: locator.map(|l| text::one_line(&text::shown(l))),
+            text: text::one_line(&text.into()).trim().to_owned(),
             retry_after: None,
             http_status: None,
         }
@@ -109,6 +114,16 @@ impl OwsError {
         }
     }
 
+    /// A dependency down mid-call (a node's job store or storage, the edge's storage):
+    /// NoApplicableCode with 503 and Retry-After. The request was fine and nothing the edge
+    /// can do elsewhere would help; the same request later will.
+    pub fn dependency_down(text: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(RETRY_AFTER),
+            ..Self::internal(text).with_status(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+
     /// The same exception answered with `status` instead of the code's HTTP status.
     pub fn with_status(self, status: StatusCode) -> Self {
         Self {
@@ -122,46 +137,55 @@ impl OwsError {
     }
 
     /// Maps a gRPC status from a node or storage; the parameter comes from the
-    /// `wpsmesh-locator` metadata key when the node set it. UNAVAILABLE naming the job store
-    /// in `wpsmesh-dependency` is a NoApplicableCode with 503 and Retry-After: the request was
-    /// fine, the nodes' shared job store is not (no other node would do better).
+    /// `wpsmesh-locator` metadata key when the node set it. UNAVAILABLE naming a dependency in
+    /// `wpsmesh-dependency` (the job store, storage) is [`OwsError::dependency_down`], its
+    /// text the node's one-line message, which names the dependency: the request was fine,
+    /// the nodes' shared dependency is not (no other node would do better).
     pub fn from_status(status: &tonic::Status) -> Self {
         use tonic::Code;
         let locator = status
             .metadata()
             .get(LOCATOR_KEY)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = status.message().to_owned();
-        if status.code() == Code::Unavailable && dependency(status) == Some(JOB_STORE) {
-            let text = if text.contains("job store") {
-                text
+            .and_then(|v| v.to_str().ok());
+        let text = status.message();
+        if status.code() == Code::Unavailable
+            && let Some(name) = dependency(status)
+        {
+            let name = match name {
+                JOB_STORE => "job store",
+                other => other,
+            };
+            return Self::dependency_down(if text.contains(name) {
+                text.to_owned()
             } else {
-                format!("job store unavailable: {text}")
-            };
-            return Self {
-                retry_after: Some(RETRY_AFTER),
-                ..Self::internal(text).with_status(StatusCode::SERVICE_UNAVAILABLE)
-            };
+                format!("{name} unavailable: {text}")
+            });
         }
         let code = match status.code() {
             Code::InvalidArgument | Code::OutOfRange => OwsCode::InvalidParameterValue,
-            Code::NotFound if locator.as_deref() == Some("JobID") => OwsCode::NoSuchJob,
-            Code::NotFound if locator.as_deref() == Some("Identifier") => OwsCode::NoSuchProcess,
+            Code::NotFound if locator == Some("JobID") => OwsCode::NoSuchJob,
+            Code::NotFound if locator == Some("Identifier") => OwsCode::NoSuchProcess,
             Code::NotFound => OwsCode::InvalidParameterValue,
             Code::FailedPrecondition => OwsCode::ResultNotReady,
             Code::Unimplemented => OwsCode::OperationNotSupported,
             Code::ResourceExhausted | Code::Unavailable => {
                 return Self {
                     retry_after: Some(RETRY_AFTER),
-                    ..Self::new(OwsCode::ServerBusy, locator.as_deref(), text)
+                    ..Self::new(OwsCode::ServerBusy, locator, text)
                 };
             }
             _ => OwsCode::NoApplicableCode,
         };
-        Self {
-            locator,
-            ..Self::new(code, None, text)
+        Self::new(code, locator, text)
+    }
+
+    /// Maps a status of the edge's own storage call: storage out of reach (or saying it is
+    /// unavailable) is [`OwsError::dependency_down`] with one line such as `file storage is
+    /// unavailable: connection refused`; its other answers map as a node's do.
+    pub fn from_storage_status(status: &tonic::Status) -> Self {
+        match crate::files::storage::storage_unavailable(status) {
+            Some(text) => Self::dependency_down(text),
+            None => Self::from_status(status),
         }
     }
 }

@@ -1,6 +1,5 @@
-//! Discovery, health checking, p2c balancing and retries over real gRPC on loopback: small
-//! in-process tonic servers implement ProcessService with canned answers (and the standard
-//! health service) so nodes can be slowed, failed, killed and restarted at will. Also the JSON
+//! Discovery, health checking, p2c balancing and retries over real gRPC on loopback, against
+//! fake nodes (`fake`) that can be slowed, failed, killed and restarted at will. Also the JSON
 //! job API over them, how node errors on asynchronous jobs reach WPS and JSON clients (job store
 //! down, queue full, unknown and malformed job ids), Consul discovery against a fake agent, and
 //! DNS discovery (A/AAAA through the system resolver, SRV against a fake name server).
@@ -8,11 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod fake;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,362 +19,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use common::send;
-use futures::Stream;
+use fake::*;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
-use tonic::{Response, Status};
+use tokio::sync::watch;
+use tonic::Status;
 use wpsmesh_edge::nodes::{DiscoveryConfig, DiscoveryKind, DnsConfig, DnsRecord, Nodes};
 use wpsmesh_edge::ows::OwsCode;
-use wpsmesh_proto::wire::process::v1::process_service_server::{
-    ProcessService, ProcessServiceServer,
-};
 use wpsmesh_proto::wire::process::v1::*;
 use wpsmesh_runtime::consul::ConsulConfig;
-use wpsmesh_tests::eventually;
-
-// ---------------------------------------------------------------------------------------------
-// A fake node
-// ---------------------------------------------------------------------------------------------
-
-/// What a fake node does and saw.
-#[derive(Default)]
-struct Behaviour {
-    /// Answer every ProcessService call with UNAVAILABLE.
-    unavailable: AtomicBool,
-    /// Execute waits until this turns true.
-    hold: Option<watch::Receiver<bool>>,
-    describes: AtomicUsize,
-    lists: AtomicUsize,
-    executes: AtomicUsize,
-    last_execute: Mutex<Option<ExecuteRequest>>,
-    /// Submit, GetStatus, GetResult and Dismiss calls seen.
-    job_calls: AtomicUsize,
-    /// What every job call fails with; Submit accepts and the others say NOT_FOUND without it.
-    job_error: Mutex<Option<Status>>,
-    /// A Submit was accepted: GetStatus of [`JOB`] answers it as accepted from then on.
-    submitted: AtomicBool,
-}
-
-#[derive(Clone)]
-struct Fake {
-    name: String,
-    b: Arc<Behaviour>,
-}
-
-fn summary(name: &str) -> ProcessSummary {
-    ProcessSummary {
-        id: "native:buffer".into(),
-        title: name.into(),
-        async_supported: true,
-        ..Default::default()
-    }
-}
-
-/// The job id fake nodes hand out.
-const JOB: &str = "0123456789abcdef0123456789abcdef";
-
-fn with_locator(mut status: Status, locator: &str) -> Status {
-    status
-        .metadata_mut()
-        .insert("wpsmesh-locator", locator.parse().unwrap());
-    status
-}
-
-impl Fake {
-    fn check(&self) -> Result<(), Status> {
-        if self.b.unavailable.load(Ordering::SeqCst) {
-            return Err(Status::unavailable(format!("{} is draining", self.name)));
-        }
-        Ok(())
-    }
-
-    /// Counts a job call; the configured job error, if any.
-    fn job_call(&self) -> Result<(), Status> {
-        self.b.job_calls.fetch_add(1, Ordering::SeqCst);
-        match self.b.job_error.lock().unwrap().clone() {
-            Some(status) => Err(status),
-            None => Ok(()),
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl ProcessService for Fake {
-    async fn list_processes(
-        &self,
-        _: tonic::Request<ListProcessesRequest>,
-    ) -> Result<Response<ListProcessesResponse>, Status> {
-        self.b.lists.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        Ok(Response::new(ListProcessesResponse {
-            processes: vec![summary(&self.name)],
-        }))
-    }
-
-    async fn describe_process(
-        &self,
-        request: tonic::Request<DescribeProcessRequest>,
-    ) -> Result<Response<DescribeProcessResponse>, Status> {
-        self.b.describes.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        if request.get_ref().id != "native:buffer" {
-            return Err(with_locator(
-                Status::not_found("no such process"),
-                "Identifier",
-            ));
-        }
-        Ok(Response::new(DescribeProcessResponse {
-            process: Some(ProcessDescription {
-                summary: Some(summary(&self.name)),
-                ..Default::default()
-            }),
-        }))
-    }
-
-    async fn execute(
-        &self,
-        request: tonic::Request<ExecuteRequest>,
-    ) -> Result<Response<ExecuteResponse>, Status> {
-        self.b.executes.fetch_add(1, Ordering::SeqCst);
-        let request = request.into_inner();
-        *self.b.last_execute.lock().unwrap() = Some(request.clone());
-        if let Some(hold) = &self.b.hold {
-            let mut hold = hold.clone();
-            let _ = hold.wait_for(|released| *released).await;
-        }
-        self.check()?;
-        if request.process_id != "native:buffer" {
-            return Err(with_locator(
-                Status::not_found(format!("process {:?} not found", request.process_id)),
-                "Identifier",
-            ));
-        }
-        let distance = request.inputs.iter().find(|i| i.id == "DISTANCE");
-        if let Some(Input {
-            value: Some(input::Value::Literal(l)),
-            ..
-        }) = distance
-            && l.value.parse::<f64>().is_err()
-        {
-            return Err(with_locator(
-                Status::invalid_argument(format!(
-                    "invalid parameter DISTANCE: {:?} is not a number",
-                    l.value
-                )),
-                "DISTANCE",
-            ));
-        }
-        Ok(Response::new(ExecuteResponse {
-            job: Some(JobStatus {
-                job_id: "job-1".into(),
-                process_id: request.process_id,
-                state: JobState::Successful as i32,
-                percent_done: 100,
-                message: "process finished".into(),
-                finished_at: Some(std::time::SystemTime::now().into()),
-                node: self.name.clone(),
-                ..Default::default()
-            }),
-            outputs: vec![Output {
-                id: "OUTPUT".into(),
-                value: Some(output::Value::Reference(FileReference {
-                    object_id: "0123456789abcdef0123456789abcdef".into(),
-                    href: "http://edge/api/file/retrieve/0123456789abcdef0123456789abcdef.geojson"
-                        .into(),
-                    format: Some(Format {
-                        mime_type: "application/geo+json".into(),
-                        ..Default::default()
-                    }),
-                    size: 10,
-                })),
-            }],
-            log: vec![],
-        }))
-    }
-
-    async fn submit(
-        &self,
-        request: tonic::Request<SubmitRequest>,
-    ) -> Result<Response<SubmitResponse>, Status> {
-        self.job_call()?;
-        self.b.submitted.store(true, Ordering::SeqCst);
-        Ok(Response::new(SubmitResponse {
-            job: Some(JobStatus {
-                job_id: JOB.into(),
-                process_id: request.into_inner().execute.unwrap_or_default().process_id,
-                state: JobState::Accepted as i32,
-                message: "accepted".into(),
-                node: self.name.clone(),
-                attempt: 1,
-                ..Default::default()
-            }),
-        }))
-    }
-
-    async fn get_status(
-        &self,
-        request: tonic::Request<GetStatusRequest>,
-    ) -> Result<Response<GetStatusResponse>, Status> {
-        self.job_call()?;
-        if request.get_ref().job_id == JOB && self.b.submitted.load(Ordering::SeqCst) {
-            return Ok(Response::new(GetStatusResponse {
-                job: Some(JobStatus {
-                    job_id: JOB.into(),
-                    process_id: "native:buffer".into(),
-                    state: JobState::Accepted as i32,
-                    message: "accepted".into(),
-                    node: self.name.clone(),
-                    attempt: 1,
-                    ..Default::default()
-                }),
-            }));
-        }
-        Err(with_locator(Status::not_found("no such job"), "JobID"))
-    }
-
-    async fn get_result(
-        &self,
-        _: tonic::Request<GetResultRequest>,
-    ) -> Result<Response<GetResultResponse>, Status> {
-        self.job_call()?;
-        Err(with_locator(Status::not_found("no such job"), "JobID"))
-    }
-
-    async fn dismiss(
-        &self,
-        _: tonic::Request<DismissRequest>,
-    ) -> Result<Response<DismissResponse>, Status> {
-        self.job_call()?;
-        Err(with_locator(Status::not_found("no such job"), "JobID"))
-    }
-
-    type WatchJobStream =
-        Pin<Box<dyn Stream<Item = Result<WatchJobResponse, Status>> + Send + 'static>>;
-
-    async fn watch_job(
-        &self,
-        _: tonic::Request<WatchJobRequest>,
-    ) -> Result<Response<Self::WatchJobStream>, Status> {
-        Err(Status::unimplemented("watch"))
-    }
-}
-
-/// A fake node served on loopback; stoppable and restartable on the same port.
-struct FakeNode {
-    addr: SocketAddr,
-    fake: Fake,
-    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
-}
-
-impl FakeNode {
-    async fn start(name: &str) -> Self {
-        Self::with(name, Behaviour::default()).await
-    }
-
-    async fn with(name: &str, b: Behaviour) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut node = Self {
-            addr: listener.local_addr().unwrap(),
-            fake: Fake {
-                name: name.into(),
-                b: Arc::new(b),
-            },
-            running: None,
-        };
-        node.serve(listener).await;
-        node
-    }
-
-    async fn serve(&mut self, listener: TcpListener) {
-        let (router, health) =
-            wpsmesh_runtime::grpc::with_health_and_reflection(wpsmesh_runtime::grpc::server());
-        health.set_serving::<ProcessServiceServer<Fake>>().await;
-        let router = router.add_service(ProcessServiceServer::new(self.fake.clone()));
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            wpsmesh_runtime::grpc::serve(router, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        self.running = Some((stop, task));
-    }
-
-    fn uri(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn b(&self) -> &Behaviour {
-        &self.fake.b
-    }
-
-    /// Stops serving: the port is closed once this returns.
-    async fn kill(&mut self) {
-        if let Some((stop, task)) = self.running.take() {
-            let _ = stop.send(());
-            tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .expect("fake node stops")
-                .unwrap();
-        }
-    }
-
-    async fn restart(&mut self) {
-        let listener = TcpListener::bind(self.addr).await.unwrap();
-        self.serve(listener).await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("TEST_LOG").unwrap_or("wpsmesh_edge=debug,info".into()))
-        .with_test_writer()
-        .try_init();
-}
-
-fn static_config(nodes: &[&FakeNode]) -> DiscoveryConfig {
-    DiscoveryConfig {
-        kind: DiscoveryKind::Static,
-        nodes: nodes.iter().map(|n| n.uri()).collect(),
-        health_interval: Duration::from_millis(200),
-        health_timeout: Duration::from_secs(1),
-        ..DiscoveryConfig::default()
-    }
-}
-
-async fn started(config: &DiscoveryConfig, healthy: usize) -> Nodes {
-    let nodes = Nodes::start(config).unwrap();
-    assert!(
-        nodes.wait_for(healthy, Duration::from_secs(5)).await,
-        "{healthy} nodes healthy: {:?}",
-        nodes.stats()
-    );
-    nodes
-}
-
-async fn list_title(nodes: &Nodes) -> Result<String, wpsmesh_edge::ows::OwsError> {
-    let answer = nodes
-        .call_idempotent(|mut c| async move { c.list_processes(ListProcessesRequest {}).await })
-        .await?;
-    Ok(answer.processes[0].title.clone())
-}
-
-fn wait(what: &str, cond: impl FnMut() -> bool) -> impl Future<Output = ()> {
-    let what = what.to_owned();
-    async move {
-        eventually(&what, Duration::from_secs(5), cond)
-            .await
-            .unwrap();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Balancing
@@ -858,16 +510,6 @@ async fn json_job_errors_have_the_right_status() {
 const V1_ASYNC: &str = r#"<wps:Execute service="WPS" version="1.0.0" xmlns:wps="http://www.opengis.net/wps/1.0.0" xmlns:ows="http://www.opengis.net/ows/1.1"><ows:Identifier>native:buffer</ows:Identifier><wps:ResponseForm><wps:ResponseDocument storeExecuteResponse="true" status="true"/></wps:ResponseForm></wps:Execute>"#;
 const V2_ASYNC: &str = r#"<wps:Execute service="WPS" version="2.0.0" mode="async" response="document" xmlns:wps="http://www.opengis.net/wps/2.0" xmlns:ows="http://www.opengis.net/ows/2.0"><ows:Identifier>native:buffer</ows:Identifier></wps:Execute>"#;
 const JSON_ASYNC: &str = r#"{"identifier": "native:buffer", "mode": "async"}"#;
-
-/// The whole edge over `nodes` (storage unused: a lazy channel to nowhere).
-fn edge(nodes: &Nodes) -> axum::Router {
-    let storage = tonic::transport::Channel::from_static("http://127.0.0.1:9").connect_lazy();
-    let config = wpsmesh_edge::Config {
-        public_url: "http://edge.test".into(),
-        ..Default::default()
-    };
-    wpsmesh_edge::app(&config, nodes.clone(), storage)
-}
 
 fn job_calls(nodes: &[&FakeNode]) -> usize {
     nodes

@@ -17,6 +17,11 @@ const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 const MAX_FRAME: u32 = 1024 * 1024;
 /// Largest gRPC message accepted: a 1 MiB chunk plus framing, with room to spare.
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+/// Largest header block a client accepts (h2's own default; hyper lowers it to 16 KiB). An
+/// error status travels in headers, and one over this limit makes the client's h2 close the
+/// whole connection, failing every call on it: the limit stays far above any message a
+/// service means to send, so one oversized answer fails its own call only.
+pub const MAX_HEADER_LIST: u32 = 16 * 1024 * 1024;
 
 /// A server builder with wpsmesh's transport settings.
 pub fn server() -> Server {
@@ -76,6 +81,7 @@ pub fn endpoint(uri: &str) -> Result<Endpoint, tonic::transport::Error> {
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30))

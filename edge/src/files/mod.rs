@@ -1,31 +1,34 @@
 //! The file API of the original service over the storage service: upload (multipart, streamed
 //! into `Storage.Upload`), find, delete and retrieve (streamed from `Storage.Download`, with
-//! Range). Answers and errors are the original JSON shapes.
+//! Range). Answers and errors are the original JSON shapes, error messages one bounded line.
 
 mod range;
-pub(crate) mod retrieve;
+mod retrieve;
+pub(crate) mod storage;
 mod upload;
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use serde_json::{Value, json};
 use tonic::Code;
-use tonic::transport::Channel;
 use tracing::{info, warn};
 use wpsmesh_proto::storage::ObjectId;
-use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
-use wpsmesh_proto::wire::storage::v1::{DeleteRequest, ObjectInfo, StatRequest};
+use wpsmesh_proto::text;
+use wpsmesh_proto::wire::storage::v1::ObjectInfo;
+
+pub use storage::{DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Storage};
 
 /// What the file handlers share.
 #[derive(Debug, Clone)]
 pub struct FilesState {
-    pub storage: StorageServiceClient<Channel>,
+    pub storage: Storage,
     /// Largest file accepted by an upload, in bytes; larger ones get 413 and nothing is stored.
     pub max_upload: u64,
     /// The URL clients reach the edge at; upload answers give the file's retrieve URL under it.
@@ -33,11 +36,11 @@ pub struct FilesState {
 }
 
 impl FilesState {
-    /// State over a storage client (its message limit raised for 1 MiB chunks), for an edge
+    /// State over a storage client (a bare client gets the default deadlines), for an edge
     /// reachable at `public_url`.
-    pub fn new(storage: StorageServiceClient<Channel>, max_upload: u64, public_url: &str) -> Self {
+    pub fn new(storage: impl Into<Storage>, max_upload: u64, public_url: &str) -> Self {
         Self {
-            storage: storage.max_decoding_message_size(wpsmesh_runtime::grpc::MAX_MESSAGE),
+            storage: storage.into(),
             max_upload,
             public_url: public_url.to_owned(),
         }
@@ -76,7 +79,7 @@ impl FileError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
-            message: message.into(),
+            message: text::one_line(&message.into()),
             close: false,
         }
     }
@@ -96,29 +99,30 @@ impl FileError {
         }
     }
 
-    /// Maps a storage status.
+    /// Maps a storage status. Storage out of reach, silent past its deadline or saying it is
+    /// unavailable is 503 with one line (`file storage is unavailable: connection refused`).
     pub(crate) fn from_status(status: &tonic::Status) -> Self {
+        if let Some(message) = crate::files::storage::storage_unavailable(status) {
+            warn!(error = %message, "storage call failed");
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, message);
+        }
         let http = match status.code() {
             Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let message = match http {
-            StatusCode::SERVICE_UNAVAILABLE => {
-                format!("file storage is unavailable: {}", status.message())
-            }
-            StatusCode::INTERNAL_SERVER_ERROR => {
-                format!("file storage failed: {}", status.message())
-            }
-            _ => status.message().to_owned(),
-        };
+        let message = text::one_line(&text::shown(status.message()));
         if http.is_server_error() {
-            warn!(code = ?status.code(), error = %status.message(), "storage call failed");
+            warn!(code = ?status.code(), error = %message, "storage call failed");
         }
-        Self::new(http, message)
+        match http {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                Self::new(http, format!("file storage failed: {message}"))
+            }
+            _ => Self::new(http, message),
+        }
     }
 }
 
@@ -156,22 +160,29 @@ pub(crate) fn object_data(o: &ObjectInfo) -> Value {
     })
 }
 
+/// The file named in the path; a JSON 400 when it is no UTF-8 once percent-decoded.
+pub(crate) fn path_param(path: Result<Path<String>, PathRejection>) -> Result<String, FileError> {
+    path.map(|Path(param)| param).map_err(|e| {
+        FileError::bad_request(format!("invalid path: {}", e.body_text().to_lowercase()))
+    })
+}
+
 pub(crate) fn parse_id(text: &str) -> Result<ObjectId, FileError> {
     text.parse()
         .map_err(|e: wpsmesh_proto::storage::InvalidMessage| FileError::bad_request(e.0))
 }
 
 /// `GET /api/file/find/{id}`: the object's metadata.
-async fn find(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, FileError> {
-    let id = parse_id(&id)?;
+async fn find(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, FileError> {
+    let id = parse_id(&path_param(path)?)?;
     let object = state
         .storage
-        .clone()
-        .stat(StatRequest { id: id.to_string() })
+        .stat(&id.to_string())
         .await
         .map_err(|s| FileError::from_status(&s))?
-        .into_inner()
-        .object
         .ok_or_else(|| {
             FileError::new(StatusCode::BAD_GATEWAY, "storage answered without metadata")
         })?;
@@ -179,12 +190,14 @@ async fn find(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value
 }
 
 /// `DELETE /api/file/delete/{id}`.
-async fn remove(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, FileError> {
-    let id = parse_id(&id)?;
+async fn remove(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, FileError> {
+    let id = parse_id(&path_param(path)?)?;
     state
         .storage
-        .clone()
-        .delete(DeleteRequest { id: id.to_string() })
+        .delete(&id.to_string())
         .await
         .map_err(|s| FileError::from_status(&s))?;
     info!(object = %id, "file deleted");

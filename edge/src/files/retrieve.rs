@@ -2,32 +2,28 @@
 //! Content-Type, Content-Length and Range support (206, 416); never held in memory.
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use tonic::transport::Channel;
-use tracing::warn;
 use wpsmesh_proto::media::content_type_for;
-use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
-use wpsmesh_proto::wire::storage::v1::{
-    DownloadRequest, ObjectInfo, StatRequest, download_response,
-};
+use wpsmesh_proto::wire::storage::v1::ObjectInfo;
 
 use super::range::RangeSpec;
-use super::{FileError, Shared, parse_id};
+use super::{FileError, Shared, parse_id, path_param};
 
 pub(super) async fn retrieve(
     State(state): Shared,
-    Path(file): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, FileError> {
+    let file = path_param(path)?;
     let (id, ext) = match file.split_once('.') {
         Some((id, ext)) => (id, Some(ext)),
         None => (file.as_str(), None),
     };
     let id = parse_id(id)?;
-    let mut storage = state.storage.clone();
+    let storage = &state.storage;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -38,11 +34,9 @@ pub(super) async fn retrieve(
         None => (0, None),
         Some(spec) => {
             let info = storage
-                .stat(StatRequest { id: id.to_string() })
+                .stat(&id.to_string())
                 .await
                 .map_err(|s| FileError::from_status(&s))?
-                .into_inner()
-                .object
                 .ok_or_else(missing_metadata)?;
             check_extension(&info, ext)?;
             match spec.resolve(info.length) {
@@ -52,7 +46,8 @@ pub(super) async fn retrieve(
         }
     };
 
-    let (info, body) = download(&mut storage, &id.to_string(), offset, length)
+    let (info, body) = storage
+        .download(&id.to_string(), offset, length)
         .await
         .map_err(|s| FileError::from_status(&s))?;
     check_extension(&info, ext)?;
@@ -73,49 +68,6 @@ pub(super) async fn retrieve(
         }
     }
     Ok(response)
-}
-
-/// Opens a download: the object's metadata (the stream's first message) and its bytes as a
-/// stream for an HTTP body. Shared by the file API and the WPS raw outputs.
-pub(crate) async fn download(
-    storage: &mut StorageServiceClient<Channel>,
-    id: &str,
-    offset: u64,
-    length: Option<u64>,
-) -> Result<
-    (
-        ObjectInfo,
-        impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + use<>,
-    ),
-    tonic::Status,
-> {
-    let mut stream = storage
-        .download(DownloadRequest {
-            id: id.to_owned(),
-            offset,
-            length,
-        })
-        .await?
-        .into_inner();
-    let info = match stream.message().await? {
-        Some(message) => match message.part {
-            Some(download_response::Part::Object(info)) => info,
-            _ => return Err(tonic::Status::internal("storage sent data before metadata")),
-        },
-        None => return Err(tonic::Status::internal("storage sent no metadata")),
-    };
-    let object = info.id.clone();
-    let body = stream.map(move |message| match message {
-        Ok(message) => match message.part {
-            Some(download_response::Part::Chunk(bytes)) => Ok(bytes),
-            _ => Err(std::io::Error::other("storage sent a second metadata message")),
-        },
-        Err(status) => {
-            warn!(object = %object, code = ?status.code(), error = %status.message(), "download broke off");
-            Err(std::io::Error::other(status.message().to_owned()))
-        }
-    });
-    Ok((info, body))
 }
 
 fn missing_metadata() -> FileError {

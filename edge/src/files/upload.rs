@@ -1,8 +1,10 @@
 //! `PUT /api/file/upload`: the multipart field `file` streamed into `Storage.Upload` in chunks
 //! of at most 1 MiB as it arrives. The upload stream ends cleanly only after the last byte; if
 //! the edge gives up (too large, client gone) it ends with an empty message instead, which makes
-//! storage abort, so nothing partial is ever stored. The answer's `data.url` is the file's
-//! absolute retrieve URL, usable as-is as an input href.
+//! storage abort, so nothing partial is ever stored. Storage gets the idle timeout to take each
+//! chunk and to answer after the last one (a slow client is not storage's fault, and a large
+//! file has no total deadline). The answer's `data.url` is the file's absolute retrieve URL,
+//! usable as-is as an input href.
 
 use std::time::Duration;
 
@@ -16,9 +18,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 use wpsmesh_proto::storage::MAX_CHUNK;
-use wpsmesh_proto::wire::storage::v1::{UploadMetadata, UploadRequest, upload_request};
+use wpsmesh_proto::text::shown;
+use wpsmesh_proto::wire::storage::v1::{ObjectInfo, UploadMetadata, UploadRequest, upload_request};
 
-use super::{FileError, Shared, object_data, retrieve_url, success};
+use super::storage::{deadline_missed, within};
+use super::{FileError, Shared, Storage, object_data, retrieve_url, success};
 
 /// Room for the multipart boundaries and part headers around the file.
 const FORM_OVERHEAD: u64 = 64 * 1024;
@@ -78,7 +82,7 @@ pub(super) async fn upload(
             .await;
         }
         let object = result?;
-        info!(object = %object.id, name = %name, length = object.length, "file uploaded");
+        info!(object = %object.id, name = %shown(&name), length = object.length, "file uploaded");
         let mut data = object_data(&object);
         data["url"] = retrieve_url(&state.public_url, &object.id, &object.format).into();
         return Ok(success("file uploaded", data));
@@ -87,13 +91,11 @@ pub(super) async fn upload(
 
 /// Streams one field into storage; the stored object's metadata.
 async fn store(
-    storage: &wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient<
-        tonic::transport::Channel,
-    >,
+    storage: &Storage,
     field: Field<'_>,
     name: &str,
     max: u64,
-) -> Result<wpsmesh_proto::wire::storage::v1::ObjectInfo, FileError> {
+) -> Result<ObjectInfo, FileError> {
     let (tx, rx) = mpsc::channel::<Option<UploadRequest>>(2);
     let metadata = UploadRequest {
         part: Some(upload_request::Part::Metadata(UploadMetadata {
@@ -104,34 +106,30 @@ async fn store(
     tx.send(Some(metadata))
         .await
         .map_err(|_| FileError::new(StatusCode::INTERNAL_SERVER_ERROR, "upload channel closed"))?;
-    let mut storage = storage.clone();
-    let call = storage.upload(requests(rx));
-    let pump = pump(field, tx, max);
+    let mut client = storage.client();
+    let call = client.upload(requests(rx));
+    let pump = pump(field, tx, max, storage.idle());
     tokio::pin!(call, pump);
-    let mut pumped = false;
-    loop {
-        tokio::select! {
-            result = &mut pump, if !pumped => match result {
-                Ok(total) => {
-                    debug!(name = %name, bytes = total, "upload sent to storage");
-                    pumped = true;
-                }
-                // Storage stopped reading: its answer says why.
-                Err(None) => pumped = true,
-                // Dropping `call` and the sender without the end mark aborts the upload.
-                Err(Some(e)) => return Err(e),
-            },
-            result = &mut call => {
-                let object = result
-                    .map_err(|s| FileError::from_status(&s))?
-                    .into_inner()
-                    .object;
-                return object.ok_or_else(|| {
-                    FileError::new(StatusCode::BAD_GATEWAY, "storage answered without metadata")
-                });
+    let answer = tokio::select! {
+        result = &mut pump => match result {
+            Ok(total) => {
+                debug!(name = %shown(name), bytes = total, "upload sent to storage");
+                // Everything sent: storage has the idle timeout to answer.
+                within(storage.idle(), call).await
             }
-        }
-    }
+            // Storage stopped reading: its answer says why.
+            Err(None) => within(storage.idle(), call).await,
+            // Dropping `call` and the sender without the end mark aborts the upload.
+            Err(Some(e)) => return Err(e),
+        },
+        result = &mut call => result,
+    };
+    let object = answer
+        .map_err(|s| FileError::from_status(&s))?
+        .into_inner()
+        .object;
+    object
+        .ok_or_else(|| FileError::new(StatusCode::BAD_GATEWAY, "storage answered without metadata"))
 }
 
 /// The upload messages: what the pump sends, up to its end mark (`None`). A sender dropped
@@ -155,21 +153,26 @@ fn requests(
 }
 
 /// Reads the field and sends it in chunks of up to 1 MiB, then the end mark. `Err(None)` when
-/// storage stopped reading.
+/// storage stopped reading; a 503 when it took none of a chunk for `idle`.
 async fn pump(
     mut field: Field<'_>,
     tx: mpsc::Sender<Option<UploadRequest>>,
     max: u64,
+    idle: Duration,
 ) -> Result<u64, Option<FileError>> {
-    let send = |bytes: Bytes| {
+    let send = |message: Option<UploadRequest>| {
         let tx = tx.clone();
         async move {
-            tx.send(Some(UploadRequest {
-                part: Some(upload_request::Part::Chunk(bytes)),
-            }))
-            .await
-            .map_err(|_| None::<FileError>)
+            match tokio::time::timeout(idle, tx.send(message)).await {
+                Ok(sent) => sent.map_err(|_| None::<FileError>),
+                Err(elapsed) => Err(Some(FileError::from_status(&deadline_missed(elapsed)))),
+            }
         }
+    };
+    let chunk = |bytes: Bytes| {
+        Some(UploadRequest {
+            part: Some(upload_request::Part::Chunk(bytes)),
+        })
     };
     let mut total = 0u64;
     let mut buf = BytesMut::new();
@@ -179,18 +182,18 @@ async fn pump(
             return Err(Some(FileError::too_large(max)));
         }
         if buf.is_empty() && bytes.len() == MAX_CHUNK {
-            send(bytes).await?;
+            send(chunk(bytes)).await?;
             continue;
         }
         buf.extend_from_slice(&bytes);
         while buf.len() >= MAX_CHUNK {
-            send(buf.split_to(MAX_CHUNK).freeze()).await?;
+            send(chunk(buf.split_to(MAX_CHUNK).freeze())).await?;
         }
     }
     if !buf.is_empty() {
-        send(buf.freeze()).await?;
+        send(chunk(buf.freeze())).await?;
     }
-    tx.send(None).await.map_err(|_| None::<FileError>)?;
+    send(None).await?;
     Ok(total)
 }
 

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -79,8 +79,12 @@ async fn submit(state: &JobsState, request: wire::ExecuteRequest) -> Response {
 }
 
 /// `GET /api/wps/jobs/{job_id}`: the job's status, with its outputs once it succeeded.
-async fn status(State(state): State<Arc<JobsState>>, Path(job_id): Path<String>) -> Response {
-    let answer = match jobs::follow(&state.nodes, &job_id).await {
+async fn status(
+    State(state): State<Arc<JobsState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let followed = async { jobs::follow(&state.nodes, &jobs::path_id(path)?).await };
+    let answer = match followed.await {
         Ok((job, outputs)) => {
             let outputs = (job.state() == JobState::Successful).then_some(outputs);
             (StatusCode::OK, axum::Json(job_json(&job, outputs))).into_response()
@@ -91,8 +95,12 @@ async fn status(State(state): State<Arc<JobsState>>, Path(job_id): Path<String>)
 }
 
 /// `DELETE /api/wps/jobs/{job_id}`: the job dismissed (cancelled if running, outputs deleted).
-async fn dismiss(State(state): State<Arc<JobsState>>, Path(job_id): Path<String>) -> Response {
-    let answer = match jobs::dismiss(&state.nodes, &job_id).await {
+async fn dismiss(
+    State(state): State<Arc<JobsState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let dismissed = async { jobs::dismiss(&state.nodes, &jobs::path_id(path)?).await };
+    let answer = match dismissed.await {
         Ok(job) => (StatusCode::OK, axum::Json(job_json(&job, None))).into_response(),
         Err(e) => error_response(&e),
     };
@@ -121,10 +129,7 @@ fn read(
 async fn run(state: &JobsState, request: wire::ExecuteRequest) -> Result<Value, OwsError> {
     let process = request.process_id.clone();
     let started = Instant::now();
-    let response = state
-        .nodes
-        .call(|mut client| async move { client.execute(request).await })
-        .await;
+    let response = state.nodes.execute(request).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match &response {
         Ok(_) => info!(process = %process, elapsed_ms, "json job finished"),

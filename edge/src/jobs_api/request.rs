@@ -1,5 +1,6 @@
 //! The job request body of the JSON job API read into an ExecuteRequest: typed inputs
 //! (reference, literal, complex, bbox), requested outputs and the mode; errors name the member.
+//! Identifiers are checked as WPS ones are (at most 256 characters, no control characters).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -9,8 +10,15 @@ use wpsmesh_proto::wire::process::v1::{
     OutputRequest, Reference, input,
 };
 
+use wpsmesh_proto::text::shown;
+
 use crate::ows::OwsError;
 use crate::wps::model::Mode;
+use crate::wps::request::identifier;
+
+/// The locators of a bad input or output identifier.
+const INPUT_ID: &str = "input identifier";
+const OUTPUT_ID: &str = "output identifier";
 
 /// Reads the request body into an ExecuteRequest and its mode (`"mode"`, sync when absent);
 /// errors name the offending member.
@@ -19,7 +27,7 @@ pub fn parse_request(body: Value) -> Result<(ExecuteRequest, Mode), OwsError> {
         return Err(OwsError::invalid("body", "expected a json object"));
     };
     let process_id = match body.remove("identifier") {
-        Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
+        Some(Value::String(id)) if !id.trim().is_empty() => identifier(&id, "identifier")?,
         Some(Value::String(_)) | None | Some(Value::Null) => {
             return Err(OwsError::missing("identifier"));
         }
@@ -32,7 +40,10 @@ pub fn parse_request(body: Value) -> Result<(ExecuteRequest, Mode), OwsError> {
         Some(other) => {
             return Err(OwsError::invalid(
                 "mode",
-                format!("expected \"sync\" or \"async\", got {other}"),
+                format!(
+                    "expected \"sync\" or \"async\", got {}",
+                    shown(&other.to_string())
+                ),
             ));
         }
     };
@@ -41,6 +52,7 @@ pub fn parse_request(body: Value) -> Result<(ExecuteRequest, Mode), OwsError> {
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
             for (id, value) in map {
+                let id = identifier(&id, INPUT_ID)?;
                 match value {
                     Value::Array(values) => {
                         for v in values {
@@ -59,7 +71,7 @@ pub fn parse_request(body: Value) -> Result<(ExecuteRequest, Mode), OwsError> {
             .into_iter()
             .map(|id| match id {
                 Value::String(id) => Ok(OutputRequest {
-                    id,
+                    id: identifier(&id, OUTPUT_ID)?,
                     format: None,
                     as_reference: true,
                 }),
@@ -209,6 +221,7 @@ fn parse_bbox(map: &Map<String, Value>) -> Result<BoundingBox, String> {
 
 /// `{"mimeType": ..., "transmission": "reference"|"value"}` (or `asReference`).
 fn parse_output(id: String, spec: Value) -> Result<OutputRequest, OwsError> {
+    let id = identifier(&id, OUTPUT_ID)?;
     let map = match spec {
         Value::Object(map) => map,
         Value::Null => Map::new(),

@@ -1,6 +1,8 @@
-//! One node of the pool: its gRPC channel wrapped so every call counts as in flight until its
-//! response arrives (the p2c load, as tower's `PendingRequests` with `CompleteOnResponse`), and
-//! a transport failure both asks for an immediate health check and surfaces as UNAVAILABLE.
+//! One node of the pool: its gRPC channels (one for calls, one for health checks, so a call
+//! that breaks its connection never fails the node's health check with it), wrapped so every
+//! call counts as in flight until its response arrives (the p2c load, as tower's
+//! `PendingRequests` with `CompleteOnResponse`), and a transport error surfaces as a status
+//! naming the node that keeps the error as its source (see [`crate::failure`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,11 +17,15 @@ use tonic::transport::Channel;
 use tower::Service;
 use tracing::debug;
 
-/// A node: its URI, channel, health and counters.
+use wpsmesh_runtime::failure::Failure;
+
+/// A node: its URI, channels, health and counters.
 #[derive(Debug)]
 pub(crate) struct Node {
     pub(crate) uri: Arc<str>,
     pub(crate) channel: Channel,
+    /// The health checker's own connection.
+    pub(crate) health: Channel,
     in_flight: AtomicUsize,
     calls: AtomicU64,
     failures: AtomicU64,
@@ -29,10 +35,11 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    pub(crate) fn new(uri: Arc<str>, channel: Channel) -> Self {
+    pub(crate) fn new(uri: Arc<str>, channel: Channel, health: Channel) -> Self {
         Self {
             uri,
             channel,
+            health,
             in_flight: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -56,9 +63,15 @@ impl Node {
         }
     }
 
-    fn failed(&self, error: &dyn std::fmt::Display) {
+    /// A call got no answer: when its connection failed or the node kept silent past the
+    /// deadline the node is checked at once; a failure of that call alone (an answer too
+    /// large) says nothing about the node.
+    pub(crate) fn failed(&self, failure: Failure) {
+        if !failure.is_connection() {
+            return;
+        }
         self.failures.fetch_add(1, Ordering::Relaxed);
-        debug!(node = %self.uri, error = %error, "call failed on the transport, checking the node");
+        debug!(node = %self.uri, error = failure.reason(), "call failed on the transport, checking the node");
         self.check_now.notify_one();
     }
 }
@@ -72,7 +85,7 @@ pub struct NodeStats {
     pub in_flight: usize,
     /// Calls sent to the node since it joined.
     pub calls: u64,
-    /// Calls that failed on the transport (connection refused, reset, ...).
+    /// Calls that failed on the transport (connection refused, reset, deadline missed, ...).
     pub failures: u64,
 }
 
@@ -94,7 +107,7 @@ impl Drop for InFlight {
 }
 
 /// The gRPC transport of one node, as the balancer handed it out: a tonic [`Channel`] that
-/// counts in-flight calls and turns transport errors into UNAVAILABLE statuses naming the node.
+/// counts in-flight calls and turns transport errors into statuses naming the node.
 #[derive(Debug, Clone)]
 pub struct NodeChannel {
     node: Arc<Node>,
@@ -113,25 +126,22 @@ impl NodeChannel {
     }
 }
 
-/// Records a transport failure on `node` and describes it as UNAVAILABLE.
-fn unavailable(node: &Node, error: &tonic::transport::Error) -> tonic::Status {
-    node.failed(error);
-    tonic::Status::unavailable(format!("node {} unreachable: {}", node.uri, chain(error)))
-}
-
-/// An error and its sources as one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
+/// A transport error as a one-line status naming the node: UNAVAILABLE when the connection
+/// failed, INTERNAL when only this call did. The error stays its source, for
+/// [`Failure::of_status`].
+fn transport_status(node: &Node, error: tonic::transport::Error) -> tonic::Status {
+    let failure = Failure::of_error(&error).unwrap_or(Failure::Transport);
+    let mut status = if failure.is_connection() {
+        tonic::Status::unavailable(format!(
+            "node {} unreachable: {}",
+            node.uri,
+            failure.reason()
+        ))
+    } else {
+        tonic::Status::internal(format!("node {}: {}", node.uri, failure.reason()))
+    };
+    status.set_source(Arc::new(error));
+    status
 }
 
 impl Service<http::Request<Body>> for NodeChannel {
@@ -143,7 +153,7 @@ impl Service<http::Request<Body>> for NodeChannel {
         let node = &self.node;
         self.channel
             .poll_ready(cx)
-            .map_err(|e| unavailable(node, &e))
+            .map_err(|e| transport_status(node, e))
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
@@ -153,7 +163,7 @@ impl Service<http::Request<Body>> for NodeChannel {
         Box::pin(async move {
             let result = call.await;
             drop(guard);
-            result.map_err(|e| unavailable(&node, &e))
+            result.map_err(|e| transport_status(&node, e))
         })
     }
 }

@@ -39,8 +39,20 @@ pub struct DiscoveryConfig {
     /// A health check not answered within this is a failure.
     #[serde(with = "humantime_serde")]
     pub health_timeout: Duration,
+    /// Deadline of the short calls: Describe, List, GetStatus, GetResult, Submit and Dismiss. A
+    /// node that misses it is checked at once; the read-only ones move to another node.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// The longest a synchronous Execute is waited for: the request's own timeout when it has a
+    /// shorter one. [`DiscoveryConfig::execute_margin`] is added to either.
+    #[serde(with = "humantime_serde")]
+    pub execute_timeout: Duration,
+    /// Time added to an Execute's timeout for queueing, fetching inputs and storing outputs.
+    #[serde(with = "humantime_serde")]
+    pub execute_margin: Duration,
     /// Further attempts of an idempotent call (Describe, List, GetStatus, GetResult) on another
-    /// node after UNAVAILABLE or a connection error. Execute and Submit are never retried.
+    /// node after UNAVAILABLE, a connection error or a missed deadline. Execute, Submit and
+    /// Dismiss are never retried.
     pub retries: u32,
     /// Seconds a client is told to wait (Retry-After) when no node is available.
     pub retry_after: u32,
@@ -58,6 +70,9 @@ impl Default for DiscoveryConfig {
             dns: DnsConfig::default(),
             health_interval: Duration::from_secs(3),
             health_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(5),
+            execute_timeout: Duration::from_secs(3600),
+            execute_margin: Duration::from_secs(120),
             retries: 2,
             retry_after: 5,
         }
@@ -135,12 +150,15 @@ mod tests {
             "kind": "dns",
             "dns": {"name": "_grpc._tcp.wps-node", "interval": "30s"},
             "health_interval": "1s",
+            "call_timeout": "2s",
         }))
         .unwrap();
         assert_eq!(c.kind, DiscoveryKind::Dns);
         assert!(c.dns.uses_srv());
         assert_eq!(c.dns.interval, Duration::from_secs(30));
         assert_eq!(c.health_interval, Duration::from_secs(1));
+        assert_eq!(c.call_timeout, Duration::from_secs(2));
+        assert_eq!(c.execute_timeout, Duration::from_secs(3600));
         let plain = DnsConfig {
             name: "wps-node".into(),
             ..DnsConfig::default()

@@ -6,7 +6,13 @@
 //! at once), cannot send a retry to a node other than the one that failed, and does not say
 //! which node served a call. The choice itself is tower's: two distinct healthy nodes drawn at
 //! random, the one with fewer calls in flight (sent, not yet answered) wins.
+//!
+//! Every call has a deadline: `call_timeout` for the short ones, the job's timeout plus
+//! `execute_margin` for Execute. A node that misses one, or whose connection fails, is
+//! health-checked at once; its answers, and failures of one call only (an answer over the
+//! edge's limits), leave its health alone.
 
+mod attempt;
 mod channel;
 mod config;
 mod discovery;
@@ -18,9 +24,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tonic::Code;
 use tracing::debug;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
+use wpsmesh_proto::wire::process::v1::{ExecuteRequest, ExecuteResponse};
+
+use attempt::attempt;
 
 use crate::ows::OwsError;
 
@@ -32,8 +40,20 @@ pub(crate) use pool::check as check_health;
 /// Largest message to or from a node (inline complex inputs and outputs), as the node allows.
 pub const MAX_NODE_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// Largest header block accepted from a node: the tuned channels' limit, far above any error
+/// message a node means to send (see [`wpsmesh_runtime::grpc::MAX_HEADER_LIST`]).
+pub const MAX_NODE_HEADERS: u32 = wpsmesh_runtime::grpc::MAX_HEADER_LIST;
+
 /// A ProcessService client bound to one node chosen by the balancer.
 pub type NodeClient = ProcessServiceClient<NodeChannel>;
+
+/// How long calls wait for a node.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    call: Duration,
+    execute: Duration,
+    margin: Duration,
+}
 
 /// A cheaply clonable handle on the node pool. Background discovery and health checking stop
 /// when the last handle is dropped.
@@ -42,6 +62,7 @@ pub struct Nodes {
     pool: Arc<pool::Pool>,
     retries: u32,
     retry_after: u32,
+    deadlines: Deadlines,
     _stop: Arc<DropGuard>,
 }
 
@@ -72,12 +93,17 @@ impl Nodes {
             pool,
             retries: config.retries,
             retry_after: config.retry_after,
+            deadlines: Deadlines {
+                call: config.call_timeout,
+                execute: config.execute_timeout,
+                margin: config.execute_margin,
+            },
             _stop: Arc::new(stop.drop_guard()),
         })
     }
 
     /// A client on a node chosen by p2c over in-flight calls; ServerBusy (with Retry-After)
-    /// when no node is healthy. Calls made with it are never retried.
+    /// when no node is healthy. Calls made with it have no deadline and are never retried.
     pub fn client(&self) -> Result<NodeClient, OwsError> {
         let node = self.pool.pick(&[]).ok_or_else(|| self.busy())?;
         Ok(client_for(node))
@@ -90,23 +116,43 @@ impl Nodes {
         )
     }
 
-    /// One call on a balanced node, never retried: for Execute, Submit and Dismiss. A gRPC
+    /// A synchronous Execute on one balanced node, never retried, waited for as long as its
+    /// timeout (the request's, at most `execute_timeout`) plus `execute_margin`.
+    pub async fn execute(&self, request: ExecuteRequest) -> Result<ExecuteResponse, OwsError> {
+        let timeout = request
+            .timeout
+            .and_then(|t| Duration::try_from(t).ok())
+            .map_or(self.deadlines.execute, |t| t.min(self.deadlines.execute));
+        let deadline = timeout + self.deadlines.margin;
+        self.once(deadline, |mut c| async move { c.execute(request).await })
+            .await
+    }
+
+    /// One short call on a balanced node, never retried: for Submit and Dismiss. A gRPC
     /// status becomes the matching OWS exception.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, OwsError>
     where
         F: FnOnce(NodeClient) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let client = self.client()?;
-        f(client)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| OwsError::from_status(&s))
+        self.once(self.deadlines.call, f).await
     }
 
-    /// A call that may run more than once: on UNAVAILABLE (including connection errors, but
-    /// not a shared dependency of the nodes down) it is retried on another node, at most [`DiscoveryConfig::retries`] times. Only for
-    /// Describe/List/GetStatus/GetResult; Execute and Submit go through [`Nodes::call`].
+    async fn once<T, F, Fut>(&self, deadline: Duration, f: F) -> Result<T, OwsError>
+    where
+        F: FnOnce(NodeClient) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let node = self.pool.pick(&[]).ok_or_else(|| self.busy())?;
+        attempt(&node, deadline, f(client_for(node.clone())))
+            .await
+            .map_err(|miss| miss.into_error(self.retry_after))
+    }
+
+    /// A call that may run more than once, within the short deadline each time: on
+    /// UNAVAILABLE (but not a shared dependency of the nodes down), a connection error or a
+    /// missed deadline it is retried on another node, at most [`DiscoveryConfig::retries`]
+    /// times. Only for Describe/List/GetStatus/GetResult; Execute, Submit and Dismiss never.
     pub async fn call_idempotent<T, F, Fut>(&self, mut f: F) -> Result<T, OwsError>
     where
         F: FnMut(NodeClient) -> Fut,
@@ -115,19 +161,13 @@ impl Nodes {
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut node = self.pool.pick(&tried).ok_or_else(|| self.busy())?;
         loop {
-            let uri = node.uri.clone();
-            let status = match f(client_for(node)).await {
-                Ok(response) => return Ok(response.into_inner()),
-                // A shared dependency (the job store) down is down for every node.
-                Err(status)
-                    if status.code() == Code::Unavailable
-                        && crate::ows::dependency(&status).is_none() =>
-                {
-                    status
-                }
-                Err(status) => return Err(OwsError::from_status(&status)),
+            let miss = match attempt(&node, self.deadlines.call, f(client_for(node.clone()))).await
+            {
+                Ok(answer) => return Ok(answer),
+                Err(miss) if miss.retryable() => miss,
+                Err(miss) => return Err(miss.into_error(self.retry_after)),
             };
-            tried.push(uri.clone());
+            tried.push(node.uri.clone());
             let attempts = tried.len();
             // Another node, while retries are left and an untried node is healthy; otherwise
             // the last failure is the answer.
@@ -135,10 +175,10 @@ impl Nodes {
                 .then(|| self.pool.pick(&tried))
                 .flatten();
             let Some(next) = next else {
-                debug!(node = %uri, attempts, error = %status.message(), "idempotent call unavailable, no node left to retry on");
-                return Err(OwsError::from_status(&status));
+                debug!(node = %node.uri, attempts, error = %miss.text(), "idempotent call failed, no node left to retry on");
+                return Err(miss.into_error(self.retry_after));
             };
-            debug!(node = %uri, next = %next.uri, attempts, error = %status.message(), "idempotent call unavailable, retrying on another node");
+            debug!(node = %node.uri, next = %next.uri, attempts, error = %miss.text(), "idempotent call failed, retrying on another node");
             node = next;
         }
     }

@@ -14,8 +14,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tracing::{info, warn};
+use wpsmesh_proto::text;
 
 use super::channel::{Node, NodeStats};
+use wpsmesh_runtime::failure::Failure;
 
 /// The gRPC service a node must report SERVING for.
 pub(crate) const PROCESS_SERVICE: &str = "wpsmesh.process.v1.ProcessService";
@@ -119,14 +121,15 @@ impl Pool {
             if members.contains_key(&uri) {
                 continue;
             }
-            let channel = match wpsmesh_runtime::grpc::endpoint(&uri) {
-                Ok(endpoint) => endpoint.connect_lazy(),
+            let endpoint = match wpsmesh_runtime::grpc::endpoint(&uri) {
+                Ok(endpoint) => endpoint,
                 Err(e) => {
                     warn!(node = %uri, error = %e, "invalid node uri, skipped");
                     continue;
                 }
             };
-            let node = Arc::new(Node::new(uri.clone(), channel));
+            let (channel, health) = (endpoint.connect_lazy(), endpoint.connect_lazy());
+            let node = Arc::new(Node::new(uri.clone(), channel, health));
             info!(node = %uri, "node discovered");
             let checker = tokio::spawn(self.clone().check_loop(node.clone())).abort_handle();
             members.insert(uri, Member { node, checker });
@@ -162,7 +165,7 @@ impl Pool {
 
     /// Checks `node` every interval, or at once when a call failed on it, until it leaves.
     async fn check_loop(self: Arc<Self>, node: Arc<Node>) {
-        let mut client = HealthClient::new(node.channel.clone());
+        let mut client = HealthClient::new(node.health.clone());
         let mut failures: u32 = 0;
         loop {
             let result = check(&mut client, PROCESS_SERVICE, self.health.timeout).await;
@@ -206,7 +209,10 @@ pub(crate) async fn check(
     };
     match tokio::time::timeout(timeout, client.check(request)).await {
         Err(_) => Err(format!("no answer within {timeout:?}")),
-        Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+        Ok(Err(status)) => Err(match Failure::of_status(&status) {
+            Some(failure) => failure.reason().to_owned(),
+            None => format!("{:?}: {}", status.code(), text::shown(status.message())),
+        }),
         Ok(Ok(response)) => match response.into_inner().status() {
             ServingStatus::Serving => Ok(()),
             other => Err(format!("status {}", other.as_str_name())),

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -22,9 +23,10 @@ use crate::ows::{OwsCode, OwsError};
 /// `GET /api/wps/status/{job_id}`: the WPS 1.0.0 statusLocation; an unknown job is a 404.
 pub(super) async fn status_location(
     State(state): State<Arc<WpsState>>,
-    Path(job_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let response = match v1_status(&state, &job_id).await {
+    let status = async { v1_status(&state, &jobs::path_id(path)?).await };
+    let response = match status.await {
         Ok(response) => response,
         Err(e) => {
             info!(code = e.code.as_str(), locator = ?e.locator, error = %e.text, "wps status refused");

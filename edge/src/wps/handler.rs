@@ -11,10 +11,8 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tonic::transport::Channel;
 use tracing::info;
 use wpsmesh_proto::wire::process::v1::{self as wire, output};
-use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 
 use super::async_jobs::{
     expiry, job_operation, status_info, status_location, submit, v1_document, v1_status,
@@ -23,6 +21,7 @@ use super::model::{Execute, ResponseForm, Version, WpsRequest};
 use super::request::{parse_kvp, parse_xml, resolve_bboxes};
 use super::{Service, v1, v2};
 use crate::catalog::Catalog;
+use crate::files::Storage;
 use crate::jobs;
 use crate::metrics::job_call;
 use crate::nodes::Nodes;
@@ -31,7 +30,7 @@ use crate::ows::{OwsCode, OwsError};
 /// What the WPS handler needs.
 pub struct WpsState {
     pub nodes: Nodes,
-    pub storage: StorageServiceClient<Channel>,
+    pub storage: Storage,
     pub service: Service,
     pub catalog: Catalog,
     pub max_body: usize,
@@ -190,7 +189,10 @@ fn negotiate(accept: &[String]) -> Result<Version, OwsError> {
     Err(OwsError::new(
         OwsCode::VersionNegotiationFailed,
         Some("AcceptVersions"),
-        format!("none of {accept:?} is supported: this server speaks 2.0.0 and 1.0.0"),
+        format!(
+            "none of {} is supported: this server speaks 2.0.0 and 1.0.0",
+            wpsmesh_proto::text::shown(&format!("{accept:?}"))
+        ),
     ))
 }
 
@@ -256,10 +258,7 @@ async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsErro
     }
     let request = execute.request.clone();
     let process = request.process_id.clone();
-    let result = state
-        .nodes
-        .call(|mut c| async move { c.execute(request).await })
-        .await?;
+    let result = state.nodes.execute(request).await?;
     let job = result.job.clone().unwrap_or_default();
     info!(process = %process, job = %job.job_id, "wps execute done");
     match execute.response {
@@ -298,7 +297,7 @@ async fn raw_output(
                 .as_ref()
                 .map(|f| f.mime_type.clone())
                 .unwrap_or_default();
-            stream_object(state.storage.clone(), &r.object_id, &mime).await
+            stream_object(&state.storage, &r.object_id, &mime).await
         }
         Some(output::Value::Complex(c)) => {
             let mime = c
@@ -324,14 +323,11 @@ async fn raw_output(
 }
 
 /// Streams a stored object; `mime` wins over the stored content type when given.
-async fn stream_object(
-    mut storage: StorageServiceClient<Channel>,
-    id: &str,
-    mime: &str,
-) -> Result<Response, OwsError> {
-    let (info, body) = crate::files::retrieve::download(&mut storage, id, 0, None)
+async fn stream_object(storage: &Storage, id: &str, mime: &str) -> Result<Response, OwsError> {
+    let (info, body) = storage
+        .download(id, 0, None)
         .await
-        .map_err(|s| OwsError::from_status(&s))?;
+        .map_err(|s| OwsError::from_storage_status(&s))?;
     let content_type = if mime.is_empty() {
         info.content_type.as_str()
     } else {

@@ -32,11 +32,13 @@ pub(super) fn refused(text: String) -> OwsError {
     OwsError::new(crate::ows::OwsCode::InvalidParameterValue, None, text)
 }
 
-/// A malformed body, with the place of the fault.
+/// A malformed body, with the place of the fault (the parser's words may quote the body: they
+/// are cut as any user value is).
 pub(super) fn malformed(body: &[u8], offset: usize, what: impl std::fmt::Display) -> OwsError {
     refused(format!(
-        "malformed XML at {}: {what}",
-        position(body, offset)
+        "malformed XML at {}: {}",
+        position(body, offset),
+        wpsmesh_proto::text::shown(&what.to_string())
     ))
 }
 

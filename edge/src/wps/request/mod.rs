@@ -39,6 +39,7 @@ mod xml_v1;
 mod xml_v2;
 
 pub use bbox::{bbox_from_text, resolve_bboxes};
+pub(crate) use values::identifier;
 
 use super::model::WpsRequest;
 use crate::ows::OwsError;

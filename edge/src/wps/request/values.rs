@@ -10,7 +10,7 @@ use crate::ows::{OwsCode, OwsError};
 
 /// A process, input, output or job identifier: trimmed, not empty, at most
 /// [`MAX_IDENTIFIER_CHARS`] characters, no control characters.
-pub(super) fn identifier(raw: &str, locator: &str) -> Result<String, OwsError> {
+pub(crate) fn identifier(raw: &str, locator: &str) -> Result<String, OwsError> {
     let id = raw.trim();
     if id.is_empty() {
         return Err(OwsError::missing(locator));
