@@ -43,6 +43,14 @@ else
   log "s3s-fs present"
 fi
 
+# cargo-machete, the unused-dependency check of the test command.
+if ! command -v cargo-machete >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo-machete" ]; then
+  log "installing cargo-machete (takes a few minutes)"
+  cargo install cargo-machete@0.9.2 --locked --quiet
+else
+  log "cargo-machete present"
+fi
+
 # buf, for linting the protos.
 if [ ! -x "$TOOLS/node_modules/.bin/buf" ]; then
   log "installing buf"

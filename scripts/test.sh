@@ -14,6 +14,8 @@ step "format"
 cargo fmt --all --check
 step "proto lint (buf)"
 .tools/node_modules/.bin/buf lint
+step "unused dependencies (cargo machete)"
+cargo machete
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build binaries for the end-to-end tests"

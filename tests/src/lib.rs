@@ -206,6 +206,31 @@ pub fn content(len: usize, seed: u64) -> impl Iterator<Item = bytes::Bytes> {
     })
 }
 
+/// Sends `GET path` as raw HTTP/1.1 to `base` (`http://host:port`) on a new connection, all of
+/// it whatever its size (clients such as reqwest refuse URIs over 64 KiB), and reads the answer
+/// to the end: its status and body. Fails when the connection is reset on the way.
+pub async fn raw_get(base: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use anyhow::Context;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.context("sending")?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .await
+        .context("reading the answer")?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let code = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .with_context(|| format!("no status line in {:?}", &answer[..answer.len().min(200)]))?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((code, body.to_owned()))
+}
+
 /// Path of a binary of this workspace, built by `cargo build` (`release` picks the profile).
 /// Fails with the command to run when it has not been built.
 pub fn workspace_binary(name: &str, release: bool) -> anyhow::Result<PathBuf> {

@@ -462,11 +462,22 @@ async fn while_redis_is_away_job_calls_fail_and_they_work_again_when_it_is_back(
     let pids = m.pids();
 
     m.redis.stop().expect("redis stops");
+    let asked = Instant::now();
     let (status, retry_after, body) = m.job(0, &id).await;
+    // Fails fast (well under the 2 s command timeout), saying what happened.
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "a job call took {:?} while redis refused connections",
+        asked.elapsed()
+    );
     assert_eq!(status, 503, "status while redis is away: {body}");
     assert_eq!(body["error"]["code"], "NoApplicableCode", "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("job store"), "names the job store: {body}");
+    assert!(
+        message.contains("refused"),
+        "says the connection was refused: {body}"
+    );
     assert!(retry_after.is_some(), "Retry-After on 503");
     let (status, _, body) = m.try_submit(0, &buffer(&points)).await;
     assert_eq!(status, 503, "submit while redis is away: {body}");
