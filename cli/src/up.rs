@@ -86,7 +86,7 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
         .workers
         .unwrap_or_else(|| (cores / usize::from(args.nodes.max(1))).max(1));
     // One job store for every node: the in-process one unless the config names Redis.
-    let store = wpsmesh_node::store::open(&config.node.jobs).await?;
+    let store = wpsmesh_node::open_store(&config.node.jobs).await?;
     let mut node_uris = Vec::new();
     for i in 0..args.nodes {
         let mut node = config.node.clone();

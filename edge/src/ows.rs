@@ -4,7 +4,7 @@
 //! or node message they quote, ExceptionReports, JSON errors and log lines stay short.
 
 use axum::http::StatusCode;
-use wpsmesh_proto::text;
+use wpsmesh_proto::{metadata, text};
 
 /// The exception codes of OWS Common and WPS 1.0.0/2.0.0 that the edge answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,16 +143,13 @@ impl OwsError {
     /// the nodes' shared dependency is not (no other node would do better).
     pub fn from_status(status: &tonic::Status) -> Self {
         use tonic::Code;
-        let locator = status
-            .metadata()
-            .get(LOCATOR_KEY)
-            .and_then(|v| v.to_str().ok());
+        let locator = metadata::locator(status);
         let text = status.message();
         if status.code() == Code::Unavailable
-            && let Some(name) = dependency(status)
+            && let Some(name) = metadata::dependency(status)
         {
             let name = match name {
-                JOB_STORE => "job store",
+                metadata::JOB_STORE => "job store",
                 other => other,
             };
             return Self::dependency_down(if text.contains(name) {
@@ -190,19 +187,5 @@ impl OwsError {
     }
 }
 
-/// Metadata key naming the parameter a node's error is about.
-const LOCATOR_KEY: &str = "wpsmesh-locator";
-/// Metadata key naming the shared dependency a node's UNAVAILABLE is about.
-const DEPENDENCY_KEY: &str = "wpsmesh-dependency";
-/// The `wpsmesh-dependency` value of the nodes' job store (Redis).
-pub const JOB_STORE: &str = "job-store";
 /// Seconds a client waits before retrying a call a node refused as busy or unavailable.
 const RETRY_AFTER: u32 = 5;
-
-/// The shared dependency a node's error blames (`wpsmesh-dependency`), if any.
-pub fn dependency(status: &tonic::Status) -> Option<&str> {
-    status
-        .metadata()
-        .get(DEPENDENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-}

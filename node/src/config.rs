@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fetch::FetchConfig;
 use crate::pool::PoolConfig;
-use crate::store::JobsConfig;
+use wpsmesh_jobstore::JobsConfig;
 use wpsmesh_runtime::consul::ConsulConfig;
 
 /// Everything a node needs.

@@ -3,88 +3,12 @@
 //! `timed out`, so no message ever carries a debug dump of the chain.
 
 use std::error::Error;
-use std::fmt;
 
 use tonic::{Code, Status};
 use wpsmesh_proto::text;
-use wpsmesh_runtime::failure::Failure as Transport;
+pub use wpsmesh_runtime::failure::Cause;
 
-/// The `wpsmesh-dependency` value naming the storage service.
-pub const STORAGE: &str = "storage";
-/// The `wpsmesh-dependency` value naming the job store.
-pub const JOB_STORE: &str = "job-store";
-
-/// What happened to the connection to a dependency.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cause {
-    Refused,
-    Reset,
-    TimedOut,
-    /// Anything else, in a few words (one line, bounded).
-    Other(String),
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Refused => "connection refused",
-            Self::Reset => "connection reset",
-            Self::TimedOut => "timed out",
-            Self::Other(reason) => reason,
-        })
-    }
-}
-
-impl Cause {
-    /// The cause the shared classifier of transport failures gives (refused, reset, timed out;
-    /// other transport failures in its words).
-    fn of_transport(failure: Transport) -> Self {
-        match failure {
-            Transport::Refused => Self::Refused,
-            Transport::Reset => Self::Reset,
-            Transport::TimedOut => Self::TimedOut,
-            other => Self::Other(other.reason().to_owned()),
-        }
-    }
-
-    /// The cause an error's text names, for errors that keep it only as text (fred renders io
-    /// errors with `Debug`; hyper says "connection closed before message completed").
-    pub fn of_text(text: &str) -> Option<Self> {
-        let text = text.to_ascii_lowercase();
-        let names = |words: &[&str]| words.iter().any(|w| text.contains(w));
-        if names(&["refused"]) {
-            Some(Self::Refused)
-        } else if names(&[
-            "reset",
-            "broken pipe",
-            "brokenpipe",
-            "closed",
-            "eof",
-            "aborted",
-        ]) {
-            Some(Self::Reset)
-        } else if names(&["timed out", "timedout", "timeout", "deadline"]) {
-            Some(Self::TimedOut)
-        } else {
-            None
-        }
-    }
-
-    /// The cause an error chain shows: what the shared classifier finds in it
-    /// ([`wpsmesh_runtime::failure`]), else the first error whose text names one.
-    pub fn of_chain(error: &(dyn Error + 'static)) -> Option<Self> {
-        let chain =
-            || std::iter::successors(Some(error), |e: &&(dyn Error + 'static)| (*e).source());
-        Transport::of_error(error)
-            .map(Self::of_transport)
-            .or_else(|| chain().find_map(|e| Self::of_text(&e.to_string())))
-    }
-
-    /// Some words for an unclassified failure: `text` on one line, bounded.
-    pub fn other(text: &str) -> Self {
-        Self::Other(text::one_line(&text::shown(text)))
-    }
-}
+pub use wpsmesh_proto::metadata::{JOB_STORE, STORAGE};
 
 /// How a gRPC call to a dependency failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,14 +9,10 @@ use wpsmesh_proto::text;
 use crate::dependency::{self, Failure};
 use crate::fetch::FetchError;
 use crate::pool::PoolError;
-use crate::store::StoreError;
+use wpsmesh_jobstore::StoreError;
 
-/// Metadata key naming the parameter an error is about.
-pub const LOCATOR_KEY: &str = "wpsmesh-locator";
-
-/// Metadata key naming the dependency that is unavailable (`job-store`, `storage`), so the edge
-/// can tell "no node" from "a dependency of the nodes is down".
-pub const DEPENDENCY_KEY: &str = "wpsmesh-dependency";
+/// The metadata keys, defined with the contract in [`wpsmesh_proto::metadata`].
+pub use wpsmesh_proto::metadata::{DEPENDENCY_KEY, LOCATOR_KEY};
 
 /// Everything a ProcessService call can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use wpsmesh_jobstore::is_terminal;
 use wpsmesh_proto::wire::process::v1::{self as wire, JobState};
 
 use crate::error::NodeError;
@@ -37,12 +38,6 @@ pub struct Job {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub fn is_terminal(state: i32) -> bool {
-    state == JobState::Successful as i32
-        || state == JobState::Failed as i32
-        || state == JobState::Dismissed as i32
 }
 
 impl Jobs {

@@ -16,7 +16,6 @@ pub mod outputs;
 pub mod pool;
 pub mod scheduler;
 pub mod service;
-pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use wpsmesh_runtime::grpc;
 
 pub use config::Config;
 pub use error::NodeError;
-pub use store::JobStore;
+pub use wpsmesh_jobstore::{JobStore, open as open_store};
 
 /// Serves a node on `listener` until `shutdown` resolves, with the job store its config names.
 pub async fn run(
@@ -38,7 +37,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = store::open(&config.jobs).await?;
+    let store = open_store(&config.jobs).await?;
     run_with_store(config, store, listener, shutdown).await
 }
 

@@ -11,13 +11,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use wpsmesh_jobstore::{Claim, Heartbeat, JobStore, JobsConfig, Lease, Outcome, StoreError};
 
 use crate::error::NodeError;
 use crate::execute::Executor;
 use crate::jobs::{Job, JobResult, Jobs};
 use crate::outputs;
 use crate::pool::PoolError;
-use crate::store::{Claim, Heartbeat, JobStore, JobsConfig, Lease, Outcome, StoreError};
 
 /// Longest a claim blocks before looking at shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);

@@ -9,13 +9,13 @@ use std::time::Duration;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
+use wpsmesh_jobstore::{JobRecord, JobStore, NewJob, Outcome, is_terminal, new_job_id};
 use wpsmesh_proto::wire::process::v1::{self as wire, JobState, process_service_server};
 
 use crate::error::NodeError;
 use crate::execute::{Executor, check};
-use crate::jobs::{Job, JobResult, Jobs, is_terminal};
+use crate::jobs::{Job, JobResult, Jobs};
 use crate::outputs;
-use crate::store::{JobRecord, JobStore, NewJob, Outcome, new_job_id};
 
 /// Serves `wpsmesh.process.v1.ProcessService`.
 #[derive(Clone)]

@@ -1,9 +1,12 @@
 //! wpsmesh gRPC contracts: the generated wire types (`process::v1`, `storage::v1`) and the
 //! checked domain types they are converted into on receipt.
 
+pub mod framing;
 pub mod media;
+pub mod metadata;
 pub mod storage;
 pub mod text;
+pub mod time;
 
 /// Generated wire types, as checked in under `src/gen` (see `tests/drift.rs`).
 pub mod wire {

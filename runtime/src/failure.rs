@@ -1,12 +1,15 @@
 //! gRPC calls that got no answer, told apart from answers: what went wrong on the way to a peer
 //! (`connection refused`, `connection reset`, `timed out`, ...), read from the error chain of a
 //! tonic status. The one place a service turns a transport error into words, so no message or
-//! log line ever carries a debug dump of the chain.
+//! log line ever carries a debug dump of the chain; [`Cause`] says it in the words a dependency
+//! failure is reported with (also read from the text of clients that keep only text, like fred).
 
 use std::error::Error;
+use std::fmt;
 use std::io::{self, ErrorKind};
 
 use tonic::{Code, Status};
+use wpsmesh_proto::text;
 
 /// Why a call got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +188,78 @@ fn exceeds_decoding_limit(status: &Status) -> bool {
                 && message.ends_with("exceeded while decompressing message")
         }
         _ => false,
+    }
+}
+
+/// What happened to the connection to a dependency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    Refused,
+    Reset,
+    TimedOut,
+    /// Anything else, in a few words (one line, bounded).
+    Other(String),
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Refused => "connection refused",
+            Self::Reset => "connection reset",
+            Self::TimedOut => "timed out",
+            Self::Other(reason) => reason,
+        })
+    }
+}
+
+impl Cause {
+    /// The cause the shared classifier of transport failures gives (refused, reset, timed out;
+    /// other transport failures in its words).
+    fn of_failure(failure: Failure) -> Self {
+        match failure {
+            Failure::Refused => Self::Refused,
+            Failure::Reset => Self::Reset,
+            Failure::TimedOut => Self::TimedOut,
+            other => Self::Other(other.reason().to_owned()),
+        }
+    }
+
+    /// The cause an error's text names, for errors that keep it only as text (fred renders io
+    /// errors with `Debug`; hyper says "connection closed before message completed").
+    pub fn of_text(text: &str) -> Option<Self> {
+        let text = text.to_ascii_lowercase();
+        let names = |words: &[&str]| words.iter().any(|w| text.contains(w));
+        if names(&["refused"]) {
+            Some(Self::Refused)
+        } else if names(&[
+            "reset",
+            "broken pipe",
+            "brokenpipe",
+            "closed",
+            "eof",
+            "aborted",
+        ]) {
+            Some(Self::Reset)
+        } else if names(&["timed out", "timedout", "timeout", "deadline"]) {
+            Some(Self::TimedOut)
+        } else {
+            None
+        }
+    }
+
+    /// The cause an error chain shows: what the shared classifier finds in it
+    /// ([`Failure`]), else the first error whose text names one.
+    pub fn of_chain(error: &(dyn Error + 'static)) -> Option<Self> {
+        let chain =
+            || std::iter::successors(Some(error), |e: &&(dyn Error + 'static)| (*e).source());
+        Failure::of_error(error)
+            .map(Self::of_failure)
+            .or_else(|| chain().find_map(|e| Self::of_text(&e.to_string())))
+    }
+
+    /// Some words for an unclassified failure: `text` on one line, bounded.
+    pub fn other(text: &str) -> Self {
+        Self::Other(text::one_line(&text::shown(text)))
     }
 }
 

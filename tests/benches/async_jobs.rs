@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
-use wpsmesh_node::store::StoreKind;
+use wpsmesh_jobstore::StoreKind;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
 use wpsmesh_proto::wire::process::v1::{
     ExecuteRequest, GetStatusRequest, Input, JobState, JobStatus, ListProcessesRequest, Reference,

@@ -18,6 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use tracing::info;
+use wpsmesh_proto::time::rfc3339_millis;
 use wpsmesh_proto::wire::process::v1::{self as wire, JobState, output};
 
 use crate::jobs;
@@ -184,7 +185,7 @@ fn status_json(job: &wire::JobStatus) -> Value {
         .unwrap_or_else(SystemTime::now);
     json!({
         "status": jobs::state_name(state),
-        "time": rfc3339(time),
+        "time": rfc3339_millis(time),
         "percent_done": percent.to_string(),
         "message": job.message,
     })
@@ -229,10 +230,6 @@ fn outputs_json(outputs: Vec<wire::Output>) -> Map<String, Value> {
     map
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime_serde::re::humantime::format_rfc3339_millis(t).to_string()
-}
-
 /// An error as the job API answers it: a failed status plus the OWS code and locator, with the
 /// matching HTTP status (404 for an unknown process or job, 503 and Retry-After when no node
 /// or the job store is up).
@@ -244,7 +241,7 @@ fn error_response(e: &OwsError) -> Response {
     let body = json!({
         "status": {
             "status": "failed",
-            "time": rfc3339(SystemTime::now()),
+            "time": rfc3339_millis(SystemTime::now()),
             "percent_done": "0",
             "message": e.text,
         },

@@ -15,7 +15,8 @@ use wpsmesh_proto::text;
 
 use super::channel::Node;
 use super::{MAX_NODE_HEADERS, MAX_NODE_MESSAGE};
-use crate::ows::{OwsError, dependency};
+use crate::ows::OwsError;
+use wpsmesh_proto::metadata::dependency;
 use wpsmesh_runtime::failure::Failure;
 
 /// Why an attempt brought no answer.

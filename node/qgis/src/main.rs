@@ -5,6 +5,7 @@
 mod control;
 mod embed;
 mod interpreter;
+mod media;
 mod python;
 mod wire;
 

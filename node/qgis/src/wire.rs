@@ -6,7 +6,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::sync::Mutex;
 
-use prost::Message;
+use wpsmesh_proto::framing;
 use wpsmesh_proto::wire::worker::v1::{WorkerEvent, WorkerRequest, worker_event::Event};
 
 /// The largest request accepted; requests are small (paths, literals), so this is generous.
@@ -31,7 +31,7 @@ impl EventSink {
     /// Writes one event and flushes it, so the node sees it at once.
     pub fn send(&self, event: Event) -> io::Result<()> {
         let message = WorkerEvent { event: Some(event) };
-        let bytes = message.encode_length_delimited_to_vec();
+        let bytes = framing::encode(&message);
         let mut out = self
             .out
             .lock()
@@ -43,44 +43,7 @@ impl EventSink {
 
 /// Reads the next request; `None` at a clean end of input (between messages).
 pub fn read_request(input: &mut impl Read) -> io::Result<Option<WorkerRequest>> {
-    let Some(len) = read_length(input)? else {
-        return Ok(None);
-    };
-    if len > MAX_REQUEST {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("request of {len} bytes is too large"),
-        ));
-    }
-    let mut buf = vec![0; len];
-    input.read_exact(&mut buf)?;
-    WorkerRequest::decode(buf.as_slice())
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Reads a varint length prefix; `None` on end of input before its first byte.
-fn read_length(input: &mut impl Read) -> io::Result<Option<usize>> {
-    let mut value: u64 = 0;
-    for index in 0..10 {
-        let mut byte = [0u8; 1];
-        if input.read(&mut byte)? == 0 {
-            if index == 0 {
-                return Ok(None);
-            }
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        value |= u64::from(byte[0] & 0x7f) << (7 * index);
-        if byte[0] & 0x80 == 0 {
-            return usize::try_from(value)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "length prefix longer than 10 bytes",
-    ))
+    framing::read(input, MAX_REQUEST)
 }
 
 #[cfg(test)]
@@ -95,7 +58,7 @@ mod tests {
             let request = WorkerRequest {
                 request: Some(Request::Cancel(CancelRequest { job_id: id.into() })),
             };
-            bytes.extend(request.encode_length_delimited_to_vec());
+            bytes.extend(framing::encode(&request));
         }
         let mut input = bytes.as_slice();
         let mut ids = Vec::new();
@@ -113,7 +76,7 @@ mod tests {
         let request = WorkerRequest {
             request: Some(Request::Cancel(CancelRequest { job_id: "a".into() })),
         };
-        let bytes = request.encode_length_delimited_to_vec();
+        let bytes = framing::encode(&request);
         let mut input = &bytes[..bytes.len() - 1];
         assert!(read_request(&mut input).is_err());
     }

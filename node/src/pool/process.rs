@@ -10,15 +10,14 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use prost::Message;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
-use wpsmesh_proto::text;
 use wpsmesh_proto::wire::worker::v1::worker_event::Event;
 use wpsmesh_proto::wire::worker::v1::worker_request::Request;
 use wpsmesh_proto::wire::worker::v1::{Ready, WorkerEvent, WorkerRequest};
+use wpsmesh_proto::{framing, text};
 
 use super::PoolError;
 use super::spawner::Spawner;
@@ -114,10 +113,9 @@ impl WorkerProcess {
     /// Sends a request; an error means the worker is gone.
     pub(super) async fn send(&mut self, request: Request) -> io::Result<()> {
         let stdin = self.stdin.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
-        let bytes = WorkerRequest {
+        let bytes = framing::encode(&WorkerRequest {
             request: Some(request),
-        }
-        .encode_length_delimited_to_vec();
+        });
         stdin.write_all(&bytes).await?;
         stdin.flush().await
     }
@@ -190,7 +188,7 @@ impl Drop for WorkerProcess {
 async fn read_events(stdout: impl AsyncRead + Unpin, tx: mpsc::Sender<Received>) {
     let mut stdout = BufReader::new(stdout);
     loop {
-        let received = match read_event(&mut stdout).await {
+        let received = match framing::read_async(&mut stdout, MAX_EVENT).await {
             Ok(None) => return,
             Ok(Some(WorkerEvent { event: Some(event) })) => Ok(event),
             Ok(Some(WorkerEvent { event: None })) => continue,
@@ -201,33 +199,6 @@ async fn read_events(stdout: impl AsyncRead + Unpin, tx: mpsc::Sender<Received>)
             return;
         }
     }
-}
-
-/// Reads one length-delimited event; `None` at the end of the stream between events.
-async fn read_event(input: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<WorkerEvent>> {
-    let mut len: u64 = 0;
-    for index in 0..10 {
-        let byte = match input.read_u8().await {
-            Ok(byte) => byte,
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof && index == 0 => {
-                return Ok(None);
-            }
-            Err(error) => return Err(error),
-        };
-        len |= u64::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|len| *len <= MAX_EVENT)
-                .ok_or_else(|| io::Error::other(format!("event of {len} bytes is too large")))?;
-            let mut buf = vec![0; len];
-            input.read_exact(&mut buf).await?;
-            return WorkerEvent::decode(buf.as_slice())
-                .map(Some)
-                .map_err(io::Error::other);
-        }
-    }
-    Err(io::Error::other("length prefix longer than 10 bytes"))
 }
 
 /// Logs the worker's stderr lines and keeps the last few.
@@ -271,7 +242,7 @@ mod tests {
                     percent,
                 })),
             };
-            bytes.extend(event.encode_length_delimited_to_vec());
+            bytes.extend(framing::encode(&event));
         }
         let (tx, mut rx) = mpsc::channel(4);
         read_events(bytes.as_slice(), tx).await;

@@ -16,6 +16,7 @@ use wpsmesh_proto::text;
 use wpsmesh_proto::wire::worker::v1::worker_event::Event;
 use wpsmesh_proto::wire::worker::v1::worker_request::Request;
 use wpsmesh_proto::wire::worker::v1::{CancelRequest, DescribeRequest, Failed, FailureKind};
+use wpsmesh_runtime::backoff::Backoff;
 
 use super::process::WorkerProcess;
 use super::spawner::Spawner;
@@ -119,7 +120,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: WorkerProcess) {
 
 /// Starts a replacement worker, retrying with backoff; `None` when the pool shuts down first.
 async fn respawn(shared: &Shared) -> Option<WorkerProcess> {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         let start =
             WorkerProcess::start(&shared.binary, &shared.spawner, shared.config.start_timeout);
@@ -127,6 +128,7 @@ async fn respawn(shared: &Shared) -> Option<WorkerProcess> {
             outcome = start => outcome,
             () = shared.shutdown.cancelled() => return None,
         };
+        let delay = backoff.next_delay();
         match outcome {
             Ok((worker, ready)) => {
                 info!(
@@ -136,13 +138,12 @@ async fn respawn(shared: &Shared) -> Option<WorkerProcess> {
                 );
                 return Some(worker);
             }
-            Err(error) => warn!(%error, retry_in = ?backoff, "cannot start a worker"),
+            Err(error) => warn!(%error, retry_in = ?delay, "cannot start a worker"),
         }
         tokio::select! {
-            () = sleep(backoff) => {}
+            () = sleep(delay) => {}
             () = shared.shutdown.cancelled() => return None,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

@@ -208,34 +208,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.split_off(first_specific).join(": ")
 }
 
-/// Capped exponential backoff: 200 ms, 400 ms, ... up to 30 s.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const INITIAL: Duration = Duration::from_millis(200);
-    const MAX: Duration = Duration::from_secs(30);
-
-    pub(crate) fn new() -> Self {
-        Self {
-            next: Self::INITIAL,
-        }
-    }
-
-    /// The delay before the next attempt; doubles each call up to the cap.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (delay * 2).min(Self::MAX);
-        delay
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = Self::INITIAL;
-    }
-}
-
 /// This machine's host name (Linux), falling back to `$HOSTNAME`, then `localhost`.
 fn host_name() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
@@ -341,15 +313,5 @@ mod tests {
             "error sending request: tcp connect error: Connection refused"
         );
         assert_eq!(error_chain(&E("Only capitals", None)), "Only capitals");
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let mut b = Backoff::new();
-        let delays: Vec<_> = (0..12).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(&delays[..4], &[200, 400, 800, 1600]);
-        assert_eq!(*delays.last().unwrap(), 30_000);
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(200));
     }
 }

@@ -16,7 +16,8 @@ use tracing::instrument::WithSubscriber;
 use tracing::subscriber::NoSubscriber;
 use tracing::{debug, info, warn};
 
-use super::{Backoff, ConsulConfig, ConsulError, duration};
+use super::{ConsulConfig, ConsulError, duration};
+use crate::backoff::Backoff;
 
 /// Longest wait for one register, read or deregister request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -175,7 +176,7 @@ async fn keep_registered(
     state: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     let mut attempt: u32 = 0;
     loop {
         if !*state.borrow() {

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use tracing::{debug, info, warn};
 use url::Url;
 
-use super::{Backoff, ConsulConfig, ConsulError, duration};
+use super::{ConsulConfig, ConsulError, duration};
+use crate::backoff::Backoff;
 
 /// How long Consul holds a blocking query open (Consul's default; its maximum is 10 minutes).
 const WAIT: Duration = Duration::from_secs(300);
@@ -52,7 +53,7 @@ pub fn watch_service(
     Ok(Box::pin(async_stream::stream! {
         let mut index: u64 = 0;
         let mut last: Option<Vec<(String, u16)>> = None;
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::default();
         let mut failures: u32 = 0;
         loop {
             let started = Instant::now();

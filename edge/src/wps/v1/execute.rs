@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use wire::{JobState, input, output};
+use wpsmesh_proto::time;
 use wpsmesh_proto::wire::process::v1 as wire;
 
 use super::describe::identification;
@@ -78,7 +79,7 @@ pub fn execute_response(service: &Service, args: &ExecuteResponseArgs<'_>) -> St
 
 fn status(x: &mut Xml, status: &wire::JobStatus, created: SystemTime) {
     x.start("wps:Status")
-        .attr("creationTime", &xml::rfc3339(created))
+        .attr("creationTime", &time::rfc3339(created))
         .open();
     let message = status.message.as_str();
     match JobState::try_from(status.state).unwrap_or(JobState::Unspecified) {

@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use wire::{JobState, output};
+use wpsmesh_proto::time;
 use wpsmesh_proto::wire::process::v1 as wire;
 
 use super::root;
@@ -29,14 +30,14 @@ pub fn status_info(
         JobState::Dismissed => ("Dismissed", None),
     };
     x.elem("wps:Status", name);
-    let expiration = expiration.or_else(|| status.expires_at.as_ref().map(xml::system_time));
+    let expiration = expiration.or_else(|| status.expires_at.as_ref().map(time::system_time));
     if let Some(expiration) = expiration {
-        x.elem("wps:ExpirationDate", &xml::rfc3339(expiration));
+        x.elem("wps:ExpirationDate", &time::rfc3339(expiration));
     }
     if matches!(name, "Accepted" | "Running")
         && let Some(next_poll) = next_poll
     {
-        x.elem("wps:NextPoll", &xml::rfc3339(next_poll));
+        x.elem("wps:NextPoll", &time::rfc3339(next_poll));
     }
     if let Some(percent) = percent {
         x.elem("wps:PercentCompleted", &percent.to_string());
@@ -52,7 +53,7 @@ pub fn result(job_id: &str, expiration: Option<SystemTime>, outputs: &[wire::Out
     root(&mut x, "wps:Result").open();
     x.elem_if("wps:JobID", job_id);
     if let Some(expiration) = expiration {
-        x.elem("wps:ExpirationDate", &xml::rfc3339(expiration));
+        x.elem("wps:ExpirationDate", &time::rfc3339(expiration));
     }
     for out in outputs {
         x.start("wps:Output").attr("id", &out.id).open();

@@ -10,8 +10,6 @@ pub(crate) use ows::{
     bounding_box, exception_report, operations_metadata, service_identification, service_provider,
 };
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use wpsmesh_proto::wire::process::v1 as wire;
 
 /// What the capabilities documents say about the service, and where it answers.
@@ -282,67 +280,9 @@ pub(crate) fn number(value: f64, integer: bool) -> String {
 /// A `max_occurs` of this value means unbounded.
 pub(crate) const UNBOUNDED: u32 = u32::MAX;
 
-/// A time as RFC 3339 in UTC with whole seconds, e.g. `2024-05-01T12:00:00Z`.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
-    let secs = match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    };
-    // Years 0001 to 9999, the range of protobuf timestamps and of four-digit years.
-    let secs = secs.clamp(-62_135_596_800, 253_402_300_799);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// A protobuf timestamp as a `SystemTime`.
-pub(crate) fn system_time(ts: &prost_types::Timestamp) -> SystemTime {
-    let nanos = Duration::from_nanos(u64::try_from(ts.nanos).unwrap_or(0));
-    match u64::try_from(ts.seconds) {
-        Ok(secs) => UNIX_EPOCH + Duration::from_secs(secs) + nanos,
-        Err(_) => UNIX_EPOCH - Duration::from_secs(ts.seconds.unsigned_abs()) + nanos,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00Z"
-        );
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_millis(1_700_000_000_999)),
-            "2023-11-14T22:13:20Z"
-        );
-        assert_eq!(
-            rfc3339(UNIX_EPOCH - Duration::from_secs(1)),
-            "1969-12-31T23:59:59Z"
-        );
-        let ts = prost_types::Timestamp {
-            seconds: 1_735_689_600,
-            nanos: 5,
-        };
-        assert_eq!(rfc3339(system_time(&ts)), "2025-01-01T00:00:00Z");
-    }
 
     #[test]
     fn escaping_drops_characters_xml_forbids() {

@@ -8,7 +8,14 @@ use bytes::Bytes;
 use prost::Message;
 use wpsmesh_proto::wire::process::v1::{self as wire, JobState};
 
-use super::StoreError;
+use crate::StoreError;
+
+/// Whether a job in `state` is done (succeeded, failed or dismissed): nothing changes it again.
+pub fn is_terminal(state: i32) -> bool {
+    state == JobState::Successful as i32
+        || state == JobState::Failed as i32
+        || state == JobState::Dismissed as i32
+}
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +49,13 @@ impl Outcome {
     /// Storage objects this outcome refers to (to delete with the job).
     pub fn object_ids(&self) -> Vec<String> {
         match self {
-            Self::Succeeded { outputs, .. } => crate::outputs::object_ids(outputs),
+            Self::Succeeded { outputs, .. } => outputs
+                .iter()
+                .filter_map(|o| match &o.value {
+                    Some(wire::output::Value::Reference(r)) => Some(r.object_id.clone()),
+                    _ => None,
+                })
+                .collect(),
             Self::Failed { .. } => Vec::new(),
         }
     }

@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, broadcast};
 use wpsmesh_proto::wire::process::v1::{self as wire, JobState};
 
-use super::{
+use crate::{
     Claim, Heartbeat, JobRecord, JobStore, Lease, Limits, NewJob, Outcome, Reaped, StoreError,
+    is_terminal,
 };
-use crate::jobs::is_terminal;
 
 /// Job state in this process.
 pub struct MemoryStore {
@@ -339,6 +339,6 @@ mod tests {
 
     #[tokio::test]
     async fn the_memory_store_keeps_the_contract() {
-        super::super::contract::run(|limits| async move { MemoryStore::new(limits) }).await;
+        crate::contract::run(|limits| async move { MemoryStore::new(limits) }).await;
     }
 }

@@ -15,8 +15,8 @@ use fred::prelude::{ClientLike, EventInterface};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::dependency::Cause;
-use crate::store::StoreError;
+use crate::StoreError;
+use wpsmesh_runtime::failure::Cause;
 
 /// Where a new connection is tried when one ends.
 #[derive(Debug, Clone)]

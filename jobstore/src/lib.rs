@@ -22,7 +22,7 @@ use wpsmesh_proto::wire::process::v1 as wire;
 
 pub use config::{JobsConfig, StoreKind};
 pub use memory::MemoryStore;
-pub use record::{JobRecord, Outcome};
+pub use record::{JobRecord, Outcome, is_terminal};
 pub use redis::RedisStore;
 
 /// What can go wrong talking to the store.

@@ -6,7 +6,7 @@ use std::time::Instant;
 use wpsmesh_tests::RedisServer;
 
 use super::*;
-use crate::store::{StoreKind, new_job_id};
+use crate::{StoreKind, new_job_id};
 
 #[test]
 fn queue_entries_are_read_from_xreadgroup_answers() {
@@ -26,7 +26,7 @@ fn queue_entries_are_read_from_xreadgroup_answers() {
 async fn the_redis_store_keeps_the_contract() {
     let redis = RedisServer::start().expect("redis-server");
     let url = redis.url();
-    crate::store::contract::run(|limits| {
+    crate::contract::run(|limits| {
         let url = url.clone();
         async move {
             let config = JobsConfig {
