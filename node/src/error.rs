@@ -11,8 +11,8 @@ use crate::fetch::FetchError;
 use crate::pool::PoolError;
 use wpsmesh_jobstore::StoreError;
 
-/// The metadata keys, defined with the contract in [`wpsmesh_proto::metadata`].
-pub use wpsmesh_proto::metadata::{DEPENDENCY_KEY, LOCATOR_KEY};
+// The metadata keys, defined with the contract in [`wpsmesh_proto::metadata`].
+use wpsmesh_proto::metadata::{DEPENDENCY_KEY, LOCATOR_KEY};
 
 /// Everything a ProcessService call can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! storage that refuses or drops the connection while the node reads an input or writes an
 //! output is UNAVAILABLE naming storage in one line. Each beside its positive control.
 
+#[path = "node_common/mod.rs"]
 mod common;
 
 use std::io::Write;
@@ -12,7 +13,7 @@ use common::{DATA, PUBLIC_URL, complex, execute, leftovers, literal, mesh, refer
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tonic::Code;
-use wpsmesh_node::error::{DEPENDENCY_KEY, LOCATOR_KEY};
+use wpsmesh_proto::metadata::{DEPENDENCY_KEY, LOCATOR_KEY};
 use wpsmesh_proto::wire::process::v1::{
     DescribeProcessRequest, ExecuteRequest, GetStatusRequest, OutputRequest,
 };

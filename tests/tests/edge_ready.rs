@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../edge/tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -6,7 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../edge/tests/common/mod.rs"]
 mod common;
+#[path = "../../edge/tests/fake/mod.rs"]
 mod fake;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! The node's ProcessService over real gRPC with real QGIS workers and a real storage service:
 //! descriptions, results equal to `qgis_process`, progress, dismiss, timeouts, and bad input.
 
+#[path = "node_common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -516,7 +517,7 @@ async fn bad_input_is_refused_naming_the_parameter() {
         assert_eq!(err.code(), code, "{what}: {err:?}");
         let got = err
             .metadata()
-            .get(wpsmesh_node::error::LOCATOR_KEY)
+            .get(wpsmesh_proto::metadata::LOCATOR_KEY)
             .and_then(|v| v.to_str().ok());
         assert_eq!(got, Some(locator), "{what}: locator of {err:?}");
         assert!(
