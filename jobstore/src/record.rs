@@ -49,13 +49,7 @@ impl Outcome {
     /// Storage objects this outcome refers to (to delete with the job).
     pub fn object_ids(&self) -> Vec<String> {
         match self {
-            Self::Succeeded { outputs, .. } => outputs
-                .iter()
-                .filter_map(|o| match &o.value {
-                    Some(wire::output::Value::Reference(r)) => Some(r.object_id.clone()),
-                    _ => None,
-                })
-                .collect(),
+            Self::Succeeded { outputs, .. } => wpsmesh_proto::process::object_ids(outputs),
             Self::Failed { .. } => Vec::new(),
         }
     }

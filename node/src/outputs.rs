@@ -113,17 +113,6 @@ pub async fn publish(
     Ok(published)
 }
 
-/// The storage objects among outputs.
-pub fn object_ids(outputs: &[wire::Output]) -> Vec<String> {
-    outputs
-        .iter()
-        .filter_map(|o| match &o.value {
-            Some(wire::output::Value::Reference(r)) => Some(r.object_id.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Deletes stored objects (best effort: failures are logged, missing objects ignored).
 pub async fn delete(client: &mut StorageServiceClient<Channel>, ids: Vec<String>) {
     for id in ids {

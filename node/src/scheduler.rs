@@ -281,7 +281,7 @@ impl Scheduler {
         // Synchronous jobs, kept here only.
         for job in self.jobs.take_expired(SystemTime::now()) {
             if let Some(JobResult::Succeeded(outputs)) = job.result() {
-                outputs::delete(&mut storage, outputs::object_ids(&outputs)).await;
+                outputs::delete(&mut storage, wpsmesh_proto::process::object_ids(&outputs)).await;
             }
             debug!(job = %job.id, "expired synchronous job deleted");
         }

@@ -225,7 +225,7 @@ impl process_service_server::ProcessService for ProcessService {
         }
         let job = self.jobs.get(&id)?;
         let outputs = job.dismiss();
-        outputs::delete(&mut storage, outputs::object_ids(&outputs)).await;
+        outputs::delete(&mut storage, wpsmesh_proto::process::object_ids(&outputs)).await;
         info!(job = %job.id, "job dismissed");
         Ok(Response::new(wire::DismissResponse {
             job: Some(job.status()),

@@ -88,12 +88,8 @@ pub fn samples(dir: &Path) -> Vec<Sample> {
         .map(|(name, bytes)| (format!("points/{name}"), bytes.clone()))
         .collect();
     let write_zip = |name: &str, entries: &[(String, Vec<u8>)]| {
-        let entries: Vec<(&str, &[u8])> = entries
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.as_slice()))
-            .collect();
         let path = dir.join(name);
-        std::fs::write(&path, zip_of(&entries)).expect("write zip");
+        std::fs::write(&path, zip_of(entries)).expect("write zip");
         path
     };
     let zip_flat = write_zip("points.zip", &flat);
@@ -200,14 +196,14 @@ fn shapefile_parts(shp: &Path) -> Vec<(String, Vec<u8>)> {
     parts
 }
 
-/// A zip archive (deflate) of `(path in the zip, content)` entries.
-pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+/// A zip archive of `(path in the zip, content)` entries.
+pub fn zip_of<N: AsRef<str>, B: AsRef<[u8]>>(entries: &[(N, B)]) -> Vec<u8> {
     use std::io::Write;
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, bytes) in entries {
-        w.start_file(*name, zip::write::SimpleFileOptions::default())
+        w.start_file(name.as_ref(), zip::write::SimpleFileOptions::default())
             .expect("zip entry");
-        w.write_all(bytes).expect("zip write");
+        w.write_all(bytes.as_ref()).expect("zip write");
     }
     w.finish().expect("zip finish").into_inner()
 }

@@ -72,12 +72,10 @@ impl Up {
             .collect()
     }
 
-    /// Waits until the mesh is ready: `GET /ready` answers 200. While the edge has no such route
-    /// (404), its `/metrics` reporting `nodes` healthy nodes is taken instead. Fails at once if
-    /// `wpsmesh up` exits.
-    async fn wait_ready(&mut self, http: &reqwest::Client, nodes: usize) {
+    /// Waits until the mesh is ready: `GET /ready` answers 200. Fails at once if `wpsmesh up`
+    /// exits.
+    async fn wait_ready(&mut self, http: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(180);
-        let want = format!("\nwpsmesh_edge_nodes {nodes}\n");
         loop {
             if let Ok(Some(status)) = self.child.0.try_wait() {
                 panic!(
@@ -85,17 +83,10 @@ impl Up {
                     self.logs()
                 );
             }
-            match http.get(format!("{}/ready", self.url)).send().await {
-                Ok(r) if r.status().is_success() => return,
-                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-                    if let Ok(r) = http.get(format!("{}/metrics", self.url)).send().await
-                        && let Ok(text) = r.text().await
-                        && text.contains(&want)
-                    {
-                        return;
-                    }
-                }
-                _ => {}
+            if let Ok(r) = http.get(format!("{}/ready", self.url)).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -187,7 +178,7 @@ async fn every_format_by_reference_and_by_value_through_every_protocol() {
         .timeout(Duration::from_secs(90))
         .build()
         .expect("http client");
-    up.wait_ready(&http, 1).await;
+    up.wait_ready(&http).await;
     let ready = started.elapsed();
     let mut hrefs = Vec::new();
     for sample in &samples {

@@ -160,24 +160,42 @@ async fn results_equal_qgis_process() {
     assert_eq!(raster_checksum(&ours), raster_checksum(&reference_out));
 }
 
-/// A tiny HTTP server that answers every request with a redirect to `location`.
-async fn redirector(location: String) -> u16 {
+/// A tiny HTTP server on loopback answering every request with `reply` (a whole HTTP/1.1
+/// answer); its port.
+async fn answering(reply: Vec<u8>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let reply = std::sync::Arc::new(reply);
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
-            let location = location.clone();
+            let reply = reply.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = sock.read(&mut buf).await;
-                let reply = format!(
-                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-                let _ = sock.write_all(reply.as_bytes()).await;
+                let _ = sock.write_all(&reply).await;
             });
         }
     });
     port
+}
+
+/// Answers every request with a redirect to `location`.
+async fn redirector(location: String) -> u16 {
+    let reply = format!(
+        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    answering(reply.into_bytes()).await
+}
+
+/// Answers every request with `body`.
+async fn file_server(body: Vec<u8>) -> u16 {
+    let mut reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(&body);
+    answering(reply).await
 }
 
 /// The parts of the points shapefile (`.shp`, `.shx`, `.dbf`, `.prj`) under `prefix` in a zip.
@@ -190,37 +208,6 @@ fn shapefile_entries(prefix: &str) -> Vec<(String, Vec<u8>)> {
             (format!("{prefix}points.{ext}"), bytes)
         })
         .collect()
-}
-
-fn zip_owned(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let borrowed: Vec<(&str, &[u8])> = entries
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    zip_of(&borrowed)
-}
-
-/// A tiny HTTP server answering every request with `body`.
-async fn file_server(body: Vec<u8>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let body = std::sync::Arc::new(body);
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(&body).await;
-            });
-        }
-    });
-    port
 }
 
 fn typed_reference(id: &str, href: &str, mime_type: &str) -> Input {
@@ -241,11 +228,11 @@ fn typed_reference(id: &str, href: &str, mime_type: &str) -> Input {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zipped_shapefiles_are_layers() {
     let mut m = mesh(1, |_| {}).await;
-    let flat = zip_owned(&shapefile_entries(""));
-    let nested = zip_owned(&shapefile_entries("export/layers/"));
+    let flat = zip_of(&shapefile_entries(""));
+    let nested = zip_of(&shapefile_entries("export/layers/"));
     let mut two = shapefile_entries("");
     two.extend(shapefile_entries("b/"));
-    let two = zip_owned(&two);
+    let two = zip_of(&two);
     let flat_href = m.upload_bytes("points.zip", &flat).await;
     let nested_href = m.upload_bytes("nested.zip", &nested).await;
     // An href without the .zip: the content's signature decides.
@@ -296,7 +283,7 @@ async fn bad_input_is_refused_naming_the_parameter() {
     let points_bytes = std::fs::read(&DATA.points).expect("points");
     let points = m.upload(&DATA.points).await;
     let shp = shapefile_entries("");
-    let good_zip = m.upload_bytes("good.zip", &zip_owned(&shp)).await;
+    let good_zip = m.upload_bytes("good.zip", &zip_of(&shp)).await;
     let mut with_readme = shp.clone();
     with_readme.push(("readme.txt".into(), b"hello".to_vec()));
     let no_shp = m
@@ -304,16 +291,16 @@ async fn bad_input_is_refused_naming_the_parameter() {
         .await;
     let mut slip = shp.clone();
     slip.push(("../evil.txt".into(), b"x".to_vec()));
-    let slip = m.upload_bytes("slip.zip", &zip_owned(&slip)).await;
+    let slip = m.upload_bytes("slip.zip", &zip_of(&slip)).await;
     let mut bomb = shp.clone();
     bomb.push(("padding.txt".into(), vec![0u8; 50 * 1024 * 1024]));
-    let bomb = m.upload_bytes("bomb.zip", &zip_owned(&bomb)).await;
+    let bomb = m.upload_bytes("bomb.zip", &zip_of(&bomb)).await;
     let mut crowded = shp.clone();
     crowded.extend((0..5).map(|i| (format!("extra{i}.txt"), vec![1u8])));
-    let crowded = m.upload_bytes("crowded.zip", &zip_owned(&crowded)).await;
+    let crowded = m.upload_bytes("crowded.zip", &zip_of(&crowded)).await;
     let mut two = shp.clone();
     two.extend(shapefile_entries("b/"));
-    let two = m.upload_bytes("two.zip", &zip_owned(&two)).await;
+    let two = m.upload_bytes("two.zip", &zip_of(&two)).await;
     let big = m
         .upload_bytes("big.geojson", &vec![b' '; 1024 * 1024 + 1])
         .await;
@@ -324,7 +311,7 @@ async fn bad_input_is_refused_naming_the_parameter() {
     let truncated = br#"{"type": "FeatureCollection", "features": [{"type": "#;
 
     // Positive controls: the valid form of every kind of input refused below succeeds.
-    let with_readme = m.upload_bytes("readme.zip", &zip_owned(&with_readme)).await;
+    let with_readme = m.upload_bytes("readme.zip", &zip_of(&with_readme)).await;
     for (what, req) in [
         (
             "valid values",
