@@ -71,8 +71,16 @@ pub fn dump(config: &Config) -> anyhow::Result<String> {
     if !shown.storage.s3.secret_key.is_empty() {
         shown.storage.s3.secret_key = "<redacted>".into();
     }
-    if !shown.node.consul.token.is_empty() {
-        shown.node.consul.token = "<redacted>".into();
+    for token in [
+        &mut shown.node.consul.token,
+        &mut shown.node.storage_discovery.consul.token,
+        &mut shown.storage.consul.token,
+        &mut shown.edge.discovery.consul.token,
+        &mut shown.edge.storage_discovery.consul.token,
+    ] {
+        if !token.is_empty() {
+            *token = "<redacted>".into();
+        }
     }
     Ok(toml::to_string_pretty(&shown)?)
 }
@@ -102,6 +110,45 @@ mod tests {
     }
 
     #[test]
+    fn discovery_sections_keep_their_keys_and_storage_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "wpsmesh.toml",
+                "[edge]\nstorage = \"http://s:1\"\n\
+                 [edge.discovery]\nkind = \"consul\"\nnodes = [\"http://n:2\"]\n\
+                 [edge.discovery.consul]\naddress = \"http://consul:8500\"\n\
+                 [edge.storage_discovery]\nkind = \"consul\"\n\
+                 [edge.storage_discovery.consul]\naddress = \"http://consul:8500\"\n\
+                 [storage.consul]\naddress = \"http://consul:8500\"\ncheck_interval = \"5s\"\n",
+            )?;
+            jail.set_env("WPSMESH_NODE__STORAGE_DISCOVERY__KIND", "dns");
+            jail.set_env("WPSMESH_NODE__STORAGE_DISCOVERY__DNS__NAME", "storage.ns");
+            let c =
+                load(Some(Path::new("wpsmesh.toml")), Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(c.edge.discovery.nodes, ["http://n:2"]);
+            assert_eq!(c.edge.discovery.consul.service, "wps-node");
+            assert_eq!(c.edge.storage, "http://s:1");
+            assert_eq!(c.edge.storage_discovery.consul.service, "wps-file-storage");
+            assert_eq!(
+                c.edge.storage_discovery.consul.address,
+                "http://consul:8500"
+            );
+            assert_eq!(c.storage.consul.service, "wps-file-storage");
+            assert_eq!(c.storage.consul.check_interval.as_secs(), 5);
+            assert_eq!(c.node.storage_discovery.dns.name, "storage.ns");
+            assert_eq!(c.node.storage_discovery.dns.port, 8800);
+            assert_eq!(c.node.consul.service, "wps-node");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[edge.storage_discovery]\nmembrs = []\n")?;
+            let err = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("typo");
+            assert!(err.to_string().contains("membrs"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_name() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[storage]\nlisten_on = \"x\"\n")?;
@@ -115,8 +162,11 @@ mod tests {
     fn dump_masks_secrets() {
         let mut c = Config::default();
         c.storage.s3.secret_key = "hunter2".into();
+        c.storage.consul.token = "consul-secret-1".into();
+        c.edge.storage_discovery.consul.token = "consul-secret-2".into();
         let text = dump(&c).expect("dump");
         assert!(!text.contains("hunter2"));
+        assert!(!text.contains("consul-secret"), "{text}");
         assert!(text.contains("<redacted>"));
     }
 

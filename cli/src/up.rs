@@ -11,6 +11,7 @@ use figment::Figment;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
+use wpsmesh_discovery::DiscoveryKind;
 use wpsmesh_edge::{Edge, Readiness};
 
 use crate::config::Config;
@@ -51,7 +52,6 @@ impl UpArgs {
                 SocketAddr::from(([0, 0, 0, 0], port)).to_string(),
             ));
             f = f.merge(("edge.public_url", format!("http://localhost:{port}")));
-            f = f.merge(("node.public_url", format!("http://localhost:{port}")));
         }
         f
     }
@@ -86,15 +86,17 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
         .workers
         .unwrap_or_else(|| (cores / usize::from(args.nodes.max(1))).max(1));
     // One job store for every node: the in-process one unless the config names Redis.
-    let store = wpsmesh_node::open_store(&config.node.jobs).await?;
+    let store = wpsmesh_jobstore::open(&config.node.jobs).await?;
     let mut node_uris = Vec::new();
     for i in 0..args.nodes {
         let mut node = config.node.clone();
         node.listen = SocketAddr::from(([127, 0, 0, 1], config.node.listen.port() + i));
         node.storage = format!("http://127.0.0.1:{}", storage_addr.port());
+        // The embedded storage, whatever the config says about finding another one.
+        node.storage_discovery.kind = DiscoveryKind::Static;
+        node.storage_discovery.members.clear();
         node.work_dir = config.node.work_dir.join(format!("node-{}", i + 1));
         node.pool.workers = workers;
-        node.fetch.public_urls = vec![node.public_url.clone()];
         node_uris.push(format!("http://{}", node.listen));
         let listener = crate::bind(node.listen).await?;
         println!(
@@ -111,6 +113,8 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
     }
     let mut edge = config.edge.clone();
     edge.storage = format!("http://127.0.0.1:{}", storage_addr.port());
+    edge.storage_discovery.kind = DiscoveryKind::Static;
+    edge.storage_discovery.members.clear();
     edge.discovery.nodes = node_uris;
     let edge_listener = crate::bind(edge.listen).await?;
     let edge = Edge::new(edge)?;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use wpsmesh_discovery::Discovery;
 
 use crate::nodes::DiscoveryConfig;
 
@@ -15,8 +16,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The URL clients reach the edge at; capabilities and output hrefs are built from it.
     pub public_url: String,
-    /// The storage service (`http://host:port`).
+    /// The storage service (`http://host:port`): the static member of
+    /// [`Config::storage_discovery`] unless that lists its own.
     pub storage: String,
+    /// Where storage instances are (`kind` static, dns or consul; Consul service
+    /// `wps-file-storage`); calls are balanced over them.
+    #[serde(deserialize_with = "wpsmesh_discovery::storage_serde::discovery")]
+    pub storage_discovery: Discovery,
     /// Deadline of the short storage calls (find, delete, opening a download).
     #[serde(with = "humantime_serde")]
     pub storage_timeout: Duration,
@@ -32,6 +38,10 @@ pub struct Config {
     pub title: String,
     /// Where the nodes are.
     pub discovery: DiscoveryConfig,
+    /// Other base URLs clients reach the edge's file API at (e.g. a load balancer's name):
+    /// input hrefs under them, like those under `public_url` or loopback on the listening port,
+    /// go to nodes as storage references.
+    pub file_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -40,12 +50,14 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
             public_url: "http://localhost:9000".into(),
             storage: "http://127.0.0.1:8800".into(),
+            storage_discovery: Discovery::storage(),
             storage_timeout: crate::files::DEFAULT_TIMEOUT,
             storage_idle_timeout: crate::files::DEFAULT_IDLE_TIMEOUT,
             max_body_bytes: 32 * 1024 * 1024,
             max_upload_bytes: 16 * 1024 * 1024 * 1024,
             title: "wpsmesh".into(),
             discovery: DiscoveryConfig::default(),
+            file_hosts: Vec::new(),
         }
     }
 }

@@ -9,7 +9,6 @@ pub mod catalog;
 pub mod config;
 pub mod files;
 pub mod jobs;
-pub mod jobs_api;
 mod listener;
 pub mod metrics;
 pub mod nodes;
@@ -26,7 +25,6 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tracing::info;
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
-use wpsmesh_runtime::grpc;
 
 pub use config::Config;
 pub use ready::{Readiness, Report};
@@ -47,17 +45,20 @@ fn build(config: &Config, nodes: nodes::Nodes, storage: Channel) -> (Router, Rea
     let metrics = Arc::new(metrics::Metrics::default());
     let mut service = wps::Service::new(&config.public_url);
     service.title = config.title.clone();
+    let own_files = jobs::OwnFiles::new(&config.public_url, config.listen, &config.file_hosts);
     let wps_state = Arc::new(wps::handler::WpsState {
         catalog: catalog::Catalog::new(&nodes),
         nodes: nodes.clone(),
         storage: storage.clone(),
         service,
+        files: own_files.clone(),
         max_body: config.max_body_bytes,
     });
     let router = Router::new()
         .merge(wps::handler::router(wps_state))
-        .merge(jobs_api::router(jobs_api::JobsState {
+        .merge(jobs::api::router(jobs::api::JobsState {
             nodes: nodes.clone(),
+            files: own_files,
             max_body: config.max_body_bytes,
         }))
         .merge(files::router(files::FilesState::new(
@@ -89,7 +90,14 @@ pub struct Edge {
 impl Edge {
     /// Starts node discovery (needs a tokio runtime) and builds the router.
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let storage = grpc::channel(&config.storage)?;
+        jobs::OwnFiles::check(&config.public_url, &config.file_hosts)
+            .map_err(|e| anyhow::anyhow!("edge.file_hosts: {e}"))?;
+        // Balanced over the discovered storage instances; discovery stops with the last clone.
+        let storage = wpsmesh_discovery::balanced_channel(
+            &config.storage_discovery.or_member(&config.storage),
+            tokio_util::sync::CancellationToken::new(),
+        )?
+        .channel;
         let nodes = nodes::Nodes::start(&config.discovery)?;
         let (router, readiness) = build(&config, nodes, storage);
         Ok(Self {

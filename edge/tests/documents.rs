@@ -8,7 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wire::{input, input_description::Kind as In, output, output_description::Kind as Out};
 use wpsmesh_edge::ows::{OwsCode, OwsError};
 use wpsmesh_edge::wps::{Service, v1, v2};
+use wpsmesh_proto::process;
 use wpsmesh_proto::wire::process::v1 as wire;
+
+/// The public URL stored outputs are served under.
+const PUBLIC_URL: &str = "http://localhost:9000";
 
 const NASTY: &str =
     "Buffers <features> & \"quotes\" 'apostrophes' in Zürich — ÅÄÖ ✓ 🌍\u{1}\u{7}\u{b}";
@@ -328,34 +332,104 @@ fn complex(mime: &str, data: impl Into<Vec<u8>>) -> wire::ComplexValue {
     }
 }
 
-fn outputs() -> Vec<wire::Output> {
+/// Outputs of every kind, as a node sends them (an output without a value is refused on
+/// receipt, see [`answers_the_writers_cannot_get_are_refused_on_receipt`]).
+fn outputs() -> Vec<process::Output> {
     let out = |id: &str, value| wire::Output {
         id: id.into(),
         value: Some(value),
     };
     vec![
-        out("OUTPUT", output::Value::Reference(wire::FileReference {
-            object_id: "0123456789abcdef0123456789abcdef".into(),
-            href: "http://localhost:9000/api/file/retrieve/0123456789abcdef0123456789abcdef.geojson".into(),
-            format: Some(fmt("application/geo+json", "geojson")),
-            size: 1234,
-        })),
-        out("FEATURE_COUNT", output::Value::Literal(wire::LiteralValue { value: "240".into(), data_type: wire::LiteralType::Integer as i32, uom: String::new() })),
-        out("LENGTH", output::Value::Literal(wire::LiteralValue { value: "12.5".into(), data_type: wire::LiteralType::Double as i32, uom: "meters".into() })),
-        out("TEXT", output::Value::Literal(wire::LiteralValue { value: NASTY.into(), data_type: 0, uom: String::new() })),
-        out("GML", output::Value::Complex(complex("application/gml+xml", GML))),
-        out("KML_BROKEN", output::Value::Complex(complex("application/vnd.google-earth.kml+xml", "<kml><unclosed></kml>"))),
-        out("UNDECLARED", output::Value::Complex(complex("text/xml", "<gml:Point><gml:pos>1 2</gml:pos></gml:Point>"))),
-        out("LAUGHS", output::Value::Complex(complex("application/xml", "<!DOCTYPE l [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;\">]><l>&b;</l>"))),
-        out("JSON", output::Value::Complex(complex("application/geo+json", JSON))),
-        out("PNG", output::Value::Complex(complex("image/png", vec![0x89, b'P', b'N', b'G', 0, 1, 2, 0xff, 0xfe]))),
-        out("NOMIME", output::Value::Complex(wire::ComplexValue { format: None, data: b"plain text \x01 with control".to_vec().into() })),
-        out("BOUNDS", output::Value::BoundingBox(wire::BoundingBox { crs: "EPSG:4326".into(), lower_corner: vec![-180.0, -90.0], upper_corner: vec![180.0, 83.6] })),
-        wire::Output { id: "NONE".into(), value: None },
+        out(
+            "OUTPUT",
+            output::Value::Reference(wire::FileReference {
+                object_id: "0123456789abcdef0123456789abcdef".into(),
+                format: Some(fmt("application/geo+json", "geojson")),
+                size: 1234,
+            }),
+        ),
+        out(
+            "FEATURE_COUNT",
+            output::Value::Literal(wire::LiteralValue {
+                value: "240".into(),
+                data_type: wire::LiteralType::Integer as i32,
+                uom: String::new(),
+            }),
+        ),
+        out(
+            "LENGTH",
+            output::Value::Literal(wire::LiteralValue {
+                value: "12.5".into(),
+                data_type: wire::LiteralType::Double as i32,
+                uom: "meters".into(),
+            }),
+        ),
+        out(
+            "TEXT",
+            output::Value::Literal(wire::LiteralValue {
+                value: NASTY.into(),
+                data_type: 0,
+                uom: String::new(),
+            }),
+        ),
+        out(
+            "GML",
+            output::Value::Complex(complex("application/gml+xml", GML)),
+        ),
+        out(
+            "KML_BROKEN",
+            output::Value::Complex(complex(
+                "application/vnd.google-earth.kml+xml",
+                "<kml><unclosed></kml>",
+            )),
+        ),
+        out(
+            "UNDECLARED",
+            output::Value::Complex(complex(
+                "text/xml",
+                "<gml:Point><gml:pos>1 2</gml:pos></gml:Point>",
+            )),
+        ),
+        out(
+            "LAUGHS",
+            output::Value::Complex(complex(
+                "application/xml",
+                "<!DOCTYPE l [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;\">]><l>&b;</l>",
+            )),
+        ),
+        out(
+            "JSON",
+            output::Value::Complex(complex("application/geo+json", JSON)),
+        ),
+        out(
+            "PNG",
+            output::Value::Complex(complex(
+                "image/png",
+                vec![0x89, b'P', b'N', b'G', 0, 1, 2, 0xff, 0xfe],
+            )),
+        ),
+        out(
+            "NOMIME",
+            output::Value::Complex(wire::ComplexValue {
+                format: None,
+                data: b"plain text \x01 with control".to_vec().into(),
+            }),
+        ),
+        out(
+            "BOUNDS",
+            output::Value::BoundingBox(wire::BoundingBox {
+                crs: "EPSG:4326".into(),
+                lower_corner: vec![-180.0, -90.0],
+                upper_corner: vec![180.0, 83.6],
+            }),
+        ),
     ]
+    .into_iter()
+    .map(|o| process::Output::try_from(o).expect("a valid output"))
+    .collect()
 }
 
-fn inputs() -> Vec<wire::Input> {
+fn inputs() -> Vec<process::Input> {
     let inp = |id: &str, value| wire::Input {
         id: id.into(),
         value: Some(value),
@@ -364,7 +438,9 @@ fn inputs() -> Vec<wire::Input> {
         inp(
             "INPUT",
             input::Value::Reference(wire::Reference {
-                href: "http://localhost:9000/api/file/retrieve/abc.geojson?x=1&y=2".into(),
+                source: Some(wire::reference::Source::Href(
+                    "http://localhost:9000/api/file/retrieve/abc.geojson?x=1&y=2".into(),
+                )),
                 format: Some(fmt("application/geo+json", "geojson")),
             }),
         ),
@@ -400,26 +476,49 @@ fn inputs() -> Vec<wire::Input> {
                 upper_corner: vec![3.0, 4.0],
             }),
         ),
-        wire::Input {
-            id: "EMPTY".into(),
-            value: None,
-        },
     ]
+    .into_iter()
+    .map(|i| process::Input::try_from(i).expect("a valid input"))
+    .collect()
 }
 
-fn status(state: wire::JobState, percent: u32, message: &str) -> wire::JobStatus {
-    wire::JobStatus {
-        job_id: "4f1c2f0e9a6b4d1e8c3b2a1f0e9d8c7b".into(),
-        process_id: "native:buffer".into(),
-        state: state as i32,
+fn status(state: process::JobState, percent: u8, message: &str) -> process::JobStatus {
+    let id = "4f1c2f0e9a6b4d1e8c3b2a1f0e9d8c7b"
+        .parse()
+        .expect("a job id");
+    process::JobStatus {
         percent_done: percent,
         message: message.into(),
-        expires_at: Some(prost_types::Timestamp {
-            seconds: 1_735_689_600,
-            nanos: 0,
-        }),
-        ..Default::default()
+        created_at: None,
+        expires_at: Some(t(1_735_689_600)),
+        ..process::JobStatus::new(id, "native:buffer", state)
     }
+}
+
+#[test]
+fn answers_the_writers_cannot_get_are_refused_on_receipt() {
+    // An output without a value, an input without one and a job in no state never reach the
+    // writers: the edge refuses such node answers as they arrive.
+    let none = wire::Output {
+        id: "NONE".into(),
+        value: None,
+    };
+    let e = process::Output::try_from(none).expect_err("no value");
+    assert_eq!(
+        (e.locator.as_str(), e.message.as_str()),
+        ("NONE", "output without a value")
+    );
+    let empty = wire::Input {
+        id: "EMPTY".into(),
+        value: None,
+    };
+    assert!(process::Input::try_from(empty).is_err());
+    let unspecified = wire::JobStatus {
+        job_id: "4f1c2f0e9a6b4d1e8c3b2a1f0e9d8c7b".into(),
+        state: wire::JobState::Unspecified as i32,
+        ..Default::default()
+    };
+    assert!(process::JobStatus::try_from(unspecified).is_err());
 }
 
 fn t(secs: u64) -> SystemTime {
@@ -495,17 +594,17 @@ fn v1_capabilities_and_descriptions_validate() {
 
 #[test]
 fn v1_execute_responses_validate_in_every_state() {
-    use wire::JobState::*;
+    use process::JobState::*;
     let service = service();
     let (summary, description) = (buffer_summary(), buffer());
     let (outputs, inputs) = (outputs(), inputs());
     let requested = vec![
-        wire::OutputRequest {
+        process::OutputRequest {
             id: "OUTPUT".into(),
-            format: Some(fmt("application/geo+json", "geojson")),
+            format: Some(fmt("application/geo+json", "geojson").into()),
             as_reference: true,
         },
-        wire::OutputRequest {
+        process::OutputRequest {
             id: "FEATURE_COUNT".into(),
             format: None,
             as_reference: false,
@@ -514,11 +613,12 @@ fn v1_execute_responses_validate_in_every_state() {
     let base = v1::ExecuteResponseArgs {
         process: &summary,
         description: Some(&description),
-        status: &wire::JobStatus::default(),
+        status: &status(Accepted, 0, ""),
         outputs: &outputs,
         lineage: None,
         status_location: None,
         creation_time: t(1_700_000_000),
+        public_url: PUBLIC_URL,
     };
     let lineage = Some(v1::Lineage {
         inputs: &inputs,
@@ -533,7 +633,7 @@ fn v1_execute_responses_validate_in_every_state() {
 
     let mut docs = Docs::new("v1_execute_responses");
     let mut doc = |name: &str,
-                   status: &wire::JobStatus,
+                   status: &process::JobStatus,
                    lineage: Option<v1::Lineage<'_>>,
                    status_location: Option<&str>| {
         let args = v1::ExecuteResponseArgs {
@@ -554,10 +654,10 @@ fn v1_execute_responses_validate_in_every_state() {
         location,
     );
     let almost = doc("running-100", &status(Running, 100, ""), None, location);
-    let succeeded = doc("succeeded", &status(Successful, 100, "done"), lineage, None);
+    let succeeded = doc("succeeded", &status(Succeeded, 100, "done"), lineage, None);
     let followed = doc(
         "succeeded-at-status-location",
-        &status(Successful, 100, "done"),
+        &status(Succeeded, 100, "done"),
         None,
         location,
     );
@@ -569,7 +669,7 @@ fn v1_execute_responses_validate_in_every_state() {
     );
     let all_defs = doc(
         "succeeded-every-output",
-        &status(Successful, 100, ""),
+        &status(Succeeded, 100, ""),
         every_output,
         None,
     );
@@ -580,22 +680,22 @@ fn v1_execute_responses_validate_in_every_state() {
         location,
     );
     let dismissed = doc("dismissed", &status(Dismissed, 30, ""), None, location);
-    doc("unspecified", &status(Unspecified, 0, ""), None, None);
     doc(
         "succeeded-no-outputs",
-        &status(Successful, 100, ""),
+        &status(Succeeded, 100, ""),
         None,
         None,
     );
     let bare_summary = bare().summary.unwrap_or_default();
-    let bare_status = status(Successful, 100, "");
-    let bare_outputs = [wire::Output {
+    let bare_status = status(Succeeded, 100, "");
+    let bare_outputs = [process::Output::try_from(wire::Output {
         id: "RESULT".into(),
         value: Some(output::Value::Complex(complex(
             "application/json",
             "[1, 2]",
         ))),
-    }];
+    })
+    .expect("a valid output")];
     let bare_args = v1::ExecuteResponseArgs {
         process: &bare_summary,
         description: None,
@@ -607,6 +707,7 @@ fn v1_execute_responses_validate_in_every_state() {
         }),
         status_location: None,
         creation_time: t(0),
+        public_url: PUBLIC_URL,
     };
     docs.add("bare", &v1::execute_response(&service, &bare_args));
     docs.validate("1.0.0");
@@ -757,24 +858,23 @@ fn v2_capabilities_and_offerings_validate() {
 
 #[test]
 fn v2_status_and_results_validate() {
-    use wire::JobState::*;
+    use process::JobState::*;
     let mut docs = Docs::new("v2_status_and_results");
     let (poll, expiry) = (Some(t(1_700_000_005)), Some(t(1_700_086_400)));
     let mut statuses = Vec::new();
     for (name, state, percent) in [
         ("accepted", Accepted, 0),
         ("running", Running, 42),
-        ("succeeded", Successful, 100),
+        ("succeeded", Succeeded, 100),
         ("failed", Failed, 10),
         ("dismissed", Dismissed, 10),
-        ("unspecified", Unspecified, 0),
     ] {
         let doc = v2::status_info(&status(state, percent, "msg"), poll, expiry);
         docs.add(&format!("status-{name}"), &doc);
         statuses.push(doc);
     }
     let no_expiry = v2::status_info(
-        &wire::JobStatus {
+        &process::JobStatus {
             expires_at: None,
             ..status(Running, 250, "")
         },
@@ -782,9 +882,14 @@ fn v2_status_and_results_validate() {
         None,
     );
     docs.add("status-minimal", &no_expiry);
-    let result = v2::result("4f1c2f0e9a6b4d1e8c3b2a1f0e9d8c7b", expiry, &outputs());
+    let result = v2::result(
+        "4f1c2f0e9a6b4d1e8c3b2a1f0e9d8c7b",
+        expiry,
+        &outputs(),
+        PUBLIC_URL,
+    );
     docs.add("result", &result);
-    let sync = v2::result("", None, &outputs()[..1]);
+    let sync = v2::result("", None, &outputs()[..1], PUBLIC_URL);
     docs.add("result-sync", &sync);
     let reports: Vec<String> = ALL_CODES
         .iter()
@@ -795,8 +900,8 @@ fn v2_status_and_results_validate() {
     }
     docs.validate("2.0");
 
-    let [accepted, running, succeeded, failed, dismissed, _] = &statuses[..] else {
-        panic!("six statuses")
+    let [accepted, running, succeeded, failed, dismissed] = &statuses[..] else {
+        panic!("five statuses")
     };
     assert!(accepted.contains("<wps:JobID>4f1c2f0e9a6b4d1e8c3b2a1f0e9d8c7b</wps:JobID><wps:Status>Accepted</wps:Status><wps:ExpirationDate>2023-11-15T22:13:20Z</wps:ExpirationDate><wps:NextPoll>2023-11-14T22:13:25Z</wps:NextPoll>"), "{accepted}");
     assert!(
@@ -832,7 +937,6 @@ fn v2_status_and_results_validate() {
     assert!(result.contains(
         r#"<wps:Data mimeType="text/xml"><ows:BoundingBox crs="EPSG:4326" dimensions="2">"#
     ));
-    assert!(result.contains(r#"<wps:Output id="NONE"><wps:Data/></wps:Output>"#));
     assert!(!sync.contains("JobID") && !sync.contains("ExpirationDate"));
 
     let report = |code| {
@@ -854,7 +958,7 @@ fn v2_status_and_results_validate() {
 #[test]
 fn the_validator_rejects_what_the_writers_avoid() {
     let mut docs = Docs::new("rejected");
-    let running = status(wire::JobState::Running, 42, "");
+    let running = status(process::JobState::Running, 42, "");
     let summary = buffer_summary();
     let args = v1::ExecuteResponseArgs {
         process: &summary,
@@ -864,6 +968,7 @@ fn the_validator_rejects_what_the_writers_avoid() {
         lineage: None,
         status_location: None,
         creation_time: t(0),
+        public_url: PUBLIC_URL,
     };
     let doc = v1::execute_response(&service(), &args);
     docs.add(

@@ -120,6 +120,36 @@ async fn bad_answers_among_16_concurrent_calls_spill_onto_no_other() {
 }
 
 #[tokio::test]
+async fn a_node_answer_that_fails_its_checks_is_an_internal_error() {
+    let (_a, nodes, generation, app) = one_node().await;
+    // The positive control: a valid answer.
+    let (status, _, answer) = post_job(&app, json!(0.5)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // An output naming no valid storage object is refused on receipt, naming what was wrong.
+    let (status, retry_after, answer) = post_job(&app, json!("bad-answer")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+    assert_eq!(retry_after, None);
+    assert_eq!(answer["error"]["code"], "NoApplicableCode");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("invalid Execute answer from a node: OUTPUT: invalid object id"),
+        "{message}"
+    );
+    // The same through WPS: an exception report, never an href built from it.
+    let query = "/api/wps?service=WPS&version=1.0.0&request=Execute&identifier=native:buffer\
+        &DataInputs=DISTANCE=bad-answer";
+    let (status, _, doc) = send(&app, "GET", query, "").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{doc}");
+    assert!(doc.contains(r#"exceptionCode="NoApplicableCode""#), "{doc}");
+    assert!(
+        doc.contains("invalid Execute answer from a node: OUTPUT"),
+        "{doc}"
+    );
+    assert!(!doc.contains("wps:Reference"), "{doc}");
+    assert_pool_untouched(&nodes, generation);
+}
+
+#[tokio::test]
 async fn an_answer_over_the_edges_limits_is_a_502_for_that_call_only() {
     let (_a, nodes, generation, app) = one_node().await;
     // An error message over the 16 MiB header limit, beside good calls on the same connection;

@@ -24,10 +24,12 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tonic::Status;
-use wpsmesh_edge::nodes::{DiscoveryConfig, DiscoveryKind, DnsConfig, DnsRecord, Nodes};
+use wpsmesh_edge::nodes::{
+    ConsulConfig, DiscoveryConfig, DiscoveryKind, DnsConfig, DnsRecord, Nodes,
+};
 use wpsmesh_edge::ows::OwsCode;
+use wpsmesh_proto::wire::process::v1::reference as wire_ref;
 use wpsmesh_proto::wire::process::v1::*;
-use wpsmesh_runtime::consul::ConsulConfig;
 
 // ---------------------------------------------------------------------------------------------
 // Balancing
@@ -312,8 +314,9 @@ async fn execute_is_never_retried() {
 // ---------------------------------------------------------------------------------------------
 
 async fn post_job(nodes: &Nodes, body: &str) -> (StatusCode, Option<String>, Value) {
-    let router = wpsmesh_edge::jobs_api::router(wpsmesh_edge::jobs_api::JobsState {
+    let router = wpsmesh_edge::jobs::api::router(wpsmesh_edge::jobs::api::JobsState {
         nodes: nodes.clone(),
+        files: wpsmesh_edge::jobs::OwnFiles::new("http://edge", ([0, 0, 0, 0], 9000).into(), &[]),
         max_body: 64 * 1024,
     });
     let (status, retry_after, text) = send(&router, "POST", "/api/wps/jobs", body).await;
@@ -367,7 +370,13 @@ async fn json_jobs_run_on_a_node() {
     assert_eq!(literal("SEGMENTS"), "8");
     match by_id["INPUT"] {
         input::Value::Reference(r) => {
-            assert!(r.href.ends_with(".zip"));
+            let Some(wire_ref::Source::Object(o)) = &r.source else {
+                panic!("{r:?}")
+            };
+            assert_eq!(
+                (o.id.as_str(), o.extension.as_str()),
+                ("0123456789abcdef0123456789abcdef", "zip")
+            );
             assert_eq!(r.format.as_ref().unwrap().mime_type, "application/zip");
         }
         other => panic!("{other:?}"),
@@ -399,7 +408,7 @@ async fn json_job_errors_have_the_right_status() {
     // The valid form of every refused request below: answered by the node.
     let (status, _, answer) = post_job(
         &nodes,
-        r#"{"identifier": "native:buffer", "mode": "sync", "inputs": {"INPUT": {"type": "reference", "href": "http://edge/a.zip"}, "DISTANCE": {"type": "literal", "value": "0.5"}}}"#,
+        r#"{"identifier": "native:buffer", "mode": "sync", "inputs": {"INPUT": {"type": "reference", "href": "http://data.example/a.zip"}, "DISTANCE": {"type": "literal", "value": "0.5"}}}"#,
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");

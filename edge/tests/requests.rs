@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use wire::input::Value;
 use wpsmesh_edge::ows::{OwsCode, OwsError};
 use wpsmesh_edge::wps::model::{Execute, Mode, ResponseForm, Version, WpsRequest};
 use wpsmesh_edge::wps::request::{parse_kvp, parse_xml, resolve_bboxes};
+use wpsmesh_proto::process::{self, InputValue as Value, Source};
 use wpsmesh_proto::wire::process::v1 as wire;
 
 /// `shared/schemas/examples`, beside the repository (`WPSMESH_SHARED` overrides `shared/`).
@@ -34,32 +34,39 @@ fn execute(request: WpsRequest) -> Execute {
 fn value<'a>(e: &'a Execute, id: &str) -> &'a Value {
     let input = e.request.inputs.iter().find(|i| i.id == id);
     input
-        .and_then(|i| i.value.as_ref())
+        .map(|i| &i.value)
         .unwrap_or_else(|| panic!("no input {id}"))
 }
 
-fn literal(v: &Value) -> &wire::LiteralValue {
+fn literal(v: &Value) -> &process::LiteralValue {
     match v {
         Value::Literal(l) => l,
         other => panic!("not a literal: {other:?}"),
     }
 }
 
-fn reference(v: &Value) -> &wire::Reference {
+fn reference(v: &Value) -> &process::Reference {
     match v {
         Value::Reference(r) => r,
         other => panic!("not a reference: {other:?}"),
     }
 }
 
-fn complex(v: &Value) -> &wire::ComplexValue {
+fn href(r: &process::Reference) -> &str {
+    match &r.source {
+        Source::Href(href) => href,
+        other => panic!("not an href: {other:?}"),
+    }
+}
+
+fn complex(v: &Value) -> &process::ComplexValue {
     match v {
         Value::Complex(c) => c,
         other => panic!("not a complex value: {other:?}"),
     }
 }
 
-fn bbox(v: &Value) -> &wire::BoundingBox {
+fn bbox(v: &Value) -> &process::BoundingBox {
     match v {
         Value::BoundingBox(b) => b,
         other => panic!("not a bounding box: {other:?}"),
@@ -144,7 +151,7 @@ fn v1_execute_raw_data_output_example() {
     assert_eq!(e.request.inputs.len(), 2);
     let r = reference(value(&e, "InputPolygon"));
     assert_eq!(
-        (r.href.as_str(), r.format.as_ref()),
+        (href(r), r.format.as_ref()),
         ("http://foo.bar/some_WFS_request.xml", None)
     );
     assert_eq!(literal(value(&e, "BufferDistance")).value, "400");
@@ -170,7 +177,7 @@ fn v1_execute_response_document_example() {
     );
     assert_eq!(e.request.process_id, "Buffer");
     assert_eq!(
-        reference(value(&e, "InputPolygon")).href,
+        href(reference(value(&e, "InputPolygon"))),
         "http://foo.bar/some_WFS_request.xml"
     );
     assert_eq!(literal(value(&e, "BufferDistance")).value, "400");
@@ -251,7 +258,7 @@ fn v1_execute_complex_value_example() {
         execute(parse_xml(&example("wps-1.0.0/53_wpsExecute_request_ComplexValue.xml")).unwrap());
     assert_eq!(e.request.process_id, "Reclassification");
     assert_eq!(
-        reference(value(&e, "InputLayer")).href,
+        href(reference(value(&e, "InputLayer"))),
         "http://orchestra.pisa.intecs.it/geoserver/test/height.tif"
     );
     let mappings = complex(value(&e, "BufferDistance"));
@@ -337,13 +344,13 @@ fn v2_execute_example() {
     assert_eq!(e.mode, Mode::Async);
     assert_eq!(e.response, document(false, false, false));
     assert_eq!(
-        reference(value(&e, "INPUT_GEOMETRY")).href,
+        href(reference(value(&e, "INPUT_GEOMETRY"))),
         "http://some.data.server/mygmldata.xml"
     );
     assert_eq!(literal(value(&e, "DISTANCE")).value, "10.0");
     assert_eq!(
         e.request.outputs,
-        vec![wire::OutputRequest {
+        vec![process::OutputRequest {
             id: "BUFFERED_GEOMETRY".into(),
             format: None,
             as_reference: true
@@ -415,11 +422,11 @@ fn v1_literal_bbox_base64_and_text_complex() {
     let d = literal(value(&e, "D"));
     assert_eq!(
         (d.value.as_str(), d.data_type, d.uom.as_str()),
-        ("0.5", wire::LiteralType::Double as i32, "meters")
+        ("0.5", Some(process::DataType::Double), "meters")
     );
     let b = bbox(value(&e, "B"));
     assert_eq!(
-        (b.crs.as_str(), &b.lower_corner[..], &b.upper_corner[..]),
+        (b.crs.as_str(), &b.lower[..], &b.upper[..]),
         ("EPSG:4326", &[-10.0, 40.0][..], &[5.0, 52.5][..])
     );
     let r = complex(value(&e, "R"));
@@ -491,7 +498,7 @@ fn v2_data_kinds() {
     let l = literal(value(&e, "L"));
     assert_eq!(
         (l.value.as_str(), l.data_type, l.uom.as_str()),
-        ("7", wire::LiteralType::Integer as i32, "m")
+        ("7", Some(process::DataType::Integer), "m")
     );
     assert_eq!(literal(value(&e, "T")).value, "plain text");
     assert_eq!(bbox(value(&e, "B")).crs, "EPSG:3857");
@@ -1071,7 +1078,7 @@ fn kvp_execute_example_queries() {
     );
     assert_eq!(e.request.process_id, "Buffer");
     assert_eq!(
-        reference(value(&e, "InputPolygon")).href,
+        href(reference(value(&e, "InputPolygon"))),
         "http://foo.bar/some_WFS_request.xml"
     );
     assert_eq!(literal(value(&e, "BufferDistance")).value, "400");
@@ -1096,7 +1103,7 @@ fn kvp_execute_example_queries() {
     assert_eq!(e.mode, Mode::Async);
     assert_eq!(
         e.request.outputs,
-        vec![wire::OutputRequest {
+        vec![process::OutputRequest {
             id: "BufferedPolygon".into(),
             format: None,
             as_reference: true
@@ -1122,12 +1129,12 @@ fn kvp_execute_value_kinds_and_outputs() {
     assert_eq!(e.request.process_id, "native:buffer");
     assert_eq!(e.request.inputs.len(), 5);
     assert_eq!(
-        reference(value(&e, "INPUT")).href,
+        href(reference(value(&e, "INPUT"))),
         "http://localhost:9000/api/file/retrieve/ab.geojson"
     );
     assert_eq!(
         literal(value(&e, "DISTANCE")).data_type,
-        wire::LiteralType::Double as i32
+        Some(process::DataType::Double)
     );
     assert_eq!(literal(value(&e, "EXTENT")).value, "1,2,3,4,EPSG:4326");
     let geom = complex(value(&e, "GEOM"));
@@ -1175,9 +1182,9 @@ fn kvp_execute_value_kinds_and_outputs() {
     let mut request = e.request;
     resolve_bboxes(&mut request, &description).unwrap();
     let extent = request.inputs.iter().find(|i| i.id == "EXTENT").unwrap();
-    let b = bbox(extent.value.as_ref().unwrap());
+    let b = bbox(&extent.value);
     assert_eq!(
-        (b.crs.as_str(), &b.upper_corner[..]),
+        (b.crs.as_str(), &b.upper[..]),
         ("EPSG:4326", &[3.0, 4.0][..])
     );
 }
@@ -1188,7 +1195,7 @@ fn kvp_execute_fully_encoded_lists() {
     let q = "service=WPS&version=1.0.0&request=Execute&identifier=p&DataInputs=A%3Dx%253By%3BB%3D%40xlink%3Ahref%3Dhttp%3A%2F%2Fh%2Fq%3Fa%3D1";
     let e = execute(parse_kvp(q).unwrap());
     assert_eq!(literal(value(&e, "A")).value, "x;y");
-    assert_eq!(reference(value(&e, "B")).href, "http://h/q?a=1");
+    assert_eq!(href(reference(value(&e, "B"))), "http://h/q?a=1");
 }
 
 #[test]

@@ -4,41 +4,60 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use wpsmesh_proto::wire::process::v1::{self as wire, JobState};
+use wpsmesh_proto::process::{
+    ExecuteRequest, Format, Input, InputValue, JobState, LiteralValue, Output, OutputValue,
+    StoredFile,
+};
+use wpsmesh_proto::storage::ObjectId;
 
 use super::*;
 
-fn request(process: &str) -> wire::ExecuteRequest {
-    wire::ExecuteRequest {
+fn request(process: &str) -> ExecuteRequest {
+    ExecuteRequest {
         process_id: process.into(),
-        inputs: vec![wire::Input {
+        inputs: vec![Input {
             id: "DISTANCE".into(),
-            value: Some(wire::input::Value::Literal(wire::LiteralValue {
-                value: "2".into(),
-                ..Default::default()
-            })),
+            value: InputValue::Literal(LiteralValue::plain("2")),
         }],
-        ..Default::default()
+        outputs: vec![],
+        timeout: None,
     }
 }
 
-async fn submit(store: &dyn JobStore, process: &str) -> String {
-    let id = new_job_id();
+/// A successful outcome with one stored output file.
+fn stored_output(object: ObjectId) -> Outcome {
+    Outcome::Succeeded {
+        outputs: vec![Output {
+            id: "OUTPUT".into(),
+            value: OutputValue::Stored(StoredFile {
+                id: object,
+                format: Format::of("application/geo+json"),
+                size: 0,
+            }),
+        }],
+        log: vec!["done".into()],
+    }
+}
+
+async fn submit(store: &dyn JobStore, process: &str) -> JobId {
+    let id = JobId::random();
     let status = store
         .submit(NewJob {
-            id: id.clone(),
+            id,
             request: request(process),
         })
         .await
         .expect("submit");
     assert_eq!(
-        (status.state(), status.attempt, status.job_id.as_str()),
-        (JobState::Accepted, 0, id.as_str())
+        (status.state, status.attempt, status.job_id),
+        (JobState::Accepted, 0, id)
     );
+    assert_eq!(status.message, "accepted");
+    assert!(status.created_at.is_some() && status.expires_at.is_some());
     id
 }
 
-async fn state(store: &dyn JobStore, id: &str) -> wire::JobStatus {
+async fn state(store: &dyn JobStore, id: &JobId) -> JobStatus {
     store.get(id).await.unwrap().expect("record").status
 }
 
@@ -79,6 +98,7 @@ where
     )
     .await;
     lost_leases_requeue_then_fail(&make(limits.clone()).await).await;
+    begun_jobs_are_recorded_and_never_rerun(&make(limits.clone()).await).await;
     released_attempts_do_not_count(&make(limits.clone()).await).await;
     dismissal(&make(limits.clone()).await).await;
     expiry(
@@ -94,12 +114,13 @@ where
 
 async fn life_of_a_job(store: &dyn JobStore) {
     let id = submit(store, "native:buffer").await;
-    assert!(store.get("0123").await.unwrap().is_none());
+    assert!(store.get(&JobId::random()).await.unwrap().is_none());
     let claim = store.claim("n1", LONG, NONE).await.unwrap().expect("claim");
     assert_eq!(claim.lease.job_id, id);
     assert_eq!((claim.lease.attempt, claim.lease.node.as_str()), (1, "n1"));
     assert_eq!(claim.request, request("native:buffer"));
-    assert_eq!(claim.status.state(), JobState::Running);
+    assert_eq!(claim.status.state, JobState::Running);
+    assert_eq!(claim.status.job_id, id);
     assert!(store.claim("n2", LONG, NONE).await.unwrap().is_none());
 
     let beat = Heartbeat {
@@ -110,38 +131,26 @@ async fn life_of_a_job(store: &dyn JobStore) {
     assert!(store.heartbeat(&claim.lease, LONG, &beat).await.unwrap());
     let s = state(store, &id).await;
     assert_eq!(
-        (
-            s.state(),
-            s.percent_done,
-            s.worker.as_str(),
-            s.node.as_str()
-        ),
+        (s.state, s.percent_done, s.worker.as_str(), s.node.as_str()),
         (JobState::Running, 40, "4242", "n1")
     );
     assert!(s.started_at.is_some() && s.finished_at.is_none());
 
-    let outcome = Outcome::Succeeded {
-        outputs: vec![wire::Output {
-            id: "OUTPUT".into(),
-            value: Some(wire::output::Value::Reference(wire::FileReference {
-                object_id: "obj1".into(),
-                ..Default::default()
-            })),
-        }],
-        log: vec!["done".into()],
-    };
+    let object = ObjectId::random();
+    let outcome = stored_output(object);
     assert!(store.finish(&claim.lease, "4243", &outcome).await.unwrap());
     let r = store.get(&id).await.unwrap().unwrap();
     assert_eq!(
         (r.state(), r.status.percent_done, r.status.worker.as_str()),
-        (JobState::Successful, 100, "4243")
+        (JobState::Succeeded, 100, "4243")
     );
     assert_eq!(r.outcome, Some(outcome.clone()));
+    assert_eq!(outcome.object_ids(), [object]);
     assert!(r.status.finished_at.is_some());
     // A second finish, or a heartbeat after the end, is refused.
     assert!(!store.finish(&claim.lease, "", &outcome).await.unwrap());
     assert!(!store.heartbeat(&claim.lease, LONG, &beat).await.unwrap());
-    assert_eq!(state(store, &id).await.state(), JobState::Successful);
+    assert_eq!(state(store, &id).await.state, JobState::Succeeded);
 
     // A failure keeps its code and message.
     let id = submit(store, "native:buffer").await;
@@ -163,7 +172,7 @@ async fn the_queue_is_bounded(store: &dyn JobStore) {
     submit(store, "p").await;
     let third = store
         .submit(NewJob {
-            id: new_job_id(),
+            id: JobId::random(),
             request: request("p"),
         })
         .await;
@@ -176,6 +185,70 @@ async fn the_queue_is_bounded(store: &dyn JobStore) {
     submit(store, "p").await;
 }
 
+/// A synchronous job: recorded running from its start, finished like any other, visible to
+/// every reader, never claimed from the queue; a lost lease fails it rather than requeuing it.
+async fn begun_jobs_are_recorded_and_never_rerun(store: &dyn JobStore) {
+    let short = Duration::from_millis(300);
+    let id = JobId::random();
+    let (lease, status) = store.begin(&id, "native:buffer", "n1", LONG).await.unwrap();
+    assert_eq!(
+        (
+            status.state,
+            status.attempt,
+            status.node.as_str(),
+            lease.attempt
+        ),
+        (JobState::Running, 1, "n1", 1)
+    );
+    assert_eq!(state(store, &id).await.state, JobState::Running);
+    assert!(
+        store.claim("n2", short, NONE).await.unwrap().is_none(),
+        "never queued"
+    );
+    let beat = Heartbeat {
+        percent: 30,
+        message: String::new(),
+        worker: "77".into(),
+    };
+    assert!(store.heartbeat(&lease, LONG, &beat).await.unwrap());
+    assert_eq!(state(store, &id).await.percent_done, 30);
+    let object = ObjectId::random();
+    assert!(
+        store
+            .finish(&lease, "77", &stored_output(object))
+            .await
+            .unwrap()
+    );
+    let record = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.state(), JobState::Succeeded);
+    assert_eq!(record.outcome.map(|o| o.object_ids()), Some(vec![object]));
+
+    // Its node is lost: the job fails saying why, and no node is handed it.
+    let lost = JobId::random();
+    store
+        .begin(&lost, "native:buffer", "n1", short)
+        .await
+        .unwrap();
+    let reaped = reap_some(store).await;
+    assert_eq!(
+        reaped,
+        [Reaped {
+            job_id: lost,
+            node: "n1".into(),
+            attempt: 1,
+            requeued: false
+        }]
+    );
+    let s = state(store, &lost).await;
+    assert_eq!(s.state, JobState::Failed);
+    assert!(
+        s.message.contains("synchronous job is not run again"),
+        "{}",
+        s.message
+    );
+    assert!(store.claim("n2", short, NONE).await.unwrap().is_none());
+}
+
 async fn lost_leases_requeue_then_fail(store: &dyn JobStore) {
     let id = submit(store, "p").await;
     let short = Duration::from_millis(300);
@@ -185,14 +258,14 @@ async fn lost_leases_requeue_then_fail(store: &dyn JobStore) {
     assert_eq!(
         reaped,
         [Reaped {
-            job_id: id.clone(),
+            job_id: id,
             node: "n1".into(),
             attempt: 1,
             requeued: true
         }]
     );
     let s = state(store, &id).await;
-    assert_eq!(s.state(), JobState::Accepted);
+    assert_eq!(s.state, JobState::Accepted);
     assert!(s.message.contains("n1"), "{}", s.message);
     // The first attempt is fenced out from now on.
     let beat = Heartbeat::default();
@@ -212,7 +285,7 @@ async fn lost_leases_requeue_then_fail(store: &dyn JobStore) {
     assert_eq!(reaped.len(), 1);
     assert!(!reaped[0].requeued);
     let s = state(store, &id).await;
-    assert_eq!(s.state(), JobState::Failed);
+    assert_eq!(s.state, JobState::Failed);
     assert!(
         s.message.contains("n2") && s.message.contains("lease"),
         "{}",
@@ -233,7 +306,7 @@ async fn released_attempts_do_not_count(store: &dyn JobStore) {
     );
     let s = state(store, &id).await;
     assert_eq!(
-        (s.state(), s.message.as_str()),
+        (s.state, s.message.as_str()),
         (JobState::Accepted, "node n1 is stopping")
     );
     // Released: the first attempt may write no more, and cannot release twice.
@@ -260,7 +333,7 @@ async fn dismissal(store: &dyn JobStore) {
     let queued = submit(store, "p").await;
     let before = store.dismiss(&queued).await.unwrap().unwrap();
     assert_eq!(before.state(), JobState::Accepted);
-    assert_eq!(state(store, &queued).await.state(), JobState::Dismissed);
+    assert_eq!(state(store, &queued).await.state, JobState::Dismissed);
     assert!(store.claim("n", LONG, NONE).await.unwrap().is_none());
 
     // Running: the running node hears of it and is fenced out.
@@ -276,7 +349,7 @@ async fn dismissal(store: &dyn JobStore) {
                 .unwrap(),
         );
     }
-    assert_eq!(heard, [queued.clone(), running.clone()]);
+    assert_eq!(heard, [queued, running]);
     assert!(
         !store
             .heartbeat(&claim.lease, LONG, &Heartbeat::default())
@@ -288,27 +361,19 @@ async fn dismissal(store: &dyn JobStore) {
         log: vec![],
     };
     assert!(!store.finish(&claim.lease, "", &late).await.unwrap());
-    assert_eq!(state(store, &running).await.state(), JobState::Dismissed);
+    assert_eq!(state(store, &running).await.state, JobState::Dismissed);
 
     // Finished: the outcome comes back once, for its outputs to be deleted.
     let done = submit(store, "p").await;
     let claim = store.claim("n", LONG, NONE).await.unwrap().unwrap();
-    let outcome = Outcome::Succeeded {
-        outputs: vec![wire::Output {
-            id: "OUTPUT".into(),
-            value: Some(wire::output::Value::Reference(wire::FileReference {
-                object_id: "obj2".into(),
-                ..Default::default()
-            })),
-        }],
-        log: vec![],
-    };
+    let object = ObjectId::random();
+    let outcome = stored_output(object);
     assert!(store.finish(&claim.lease, "", &outcome).await.unwrap());
     let before = store.dismiss(&done).await.unwrap().unwrap();
-    assert_eq!(before.outcome.unwrap().object_ids(), ["obj2"]);
+    assert_eq!(before.outcome.unwrap().object_ids(), [object]);
     let after = store.get(&done).await.unwrap().unwrap();
     assert_eq!((after.state(), after.outcome), (JobState::Dismissed, None));
-    assert!(store.dismiss(&new_job_id()).await.unwrap().is_none());
+    assert!(store.dismiss(&JobId::random()).await.unwrap().is_none());
 }
 
 async fn expiry(store: &dyn JobStore) {
@@ -331,8 +396,8 @@ async fn expiry(store: &dyn JobStore) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     // Only finished jobs expire.
-    let ids: Vec<&str> = expired.iter().map(|r| r.status.job_id.as_str()).collect();
-    assert_eq!(ids, [id.as_str()]);
+    let ids: Vec<JobId> = expired.iter().map(|r| r.status.job_id).collect();
+    assert_eq!(ids, [id]);
     store.forget(&id).await.unwrap();
     assert!(store.get(&id).await.unwrap().is_none());
     assert!(store.expired(10).await.unwrap().is_empty());

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use wpsmesh_proto::wire::process::v1 as wire;
+use wpsmesh_proto::process::{self, JobId, JobState, JobStatus};
 
 pub use config::{JobsConfig, StoreKind};
 pub use memory::MemoryStore;
-pub use record::{JobRecord, Outcome, is_terminal};
+pub use record::{JobRecord, Outcome};
 pub use redis::RedisStore;
 
 /// What can go wrong talking to the store.
@@ -34,7 +34,8 @@ pub enum StoreError {
     /// The queue holds `waiting` jobs already, its bound.
     #[error("job queue is full ({waiting} jobs waiting)")]
     QueueFull { waiting: u64 },
-    /// A record the store holds cannot be read back.
+    /// A record the store holds cannot be read back (undecodable, or refused by the domain
+    /// types' checks).
     #[error("job store record {id} is unreadable: {message}")]
     Corrupt { id: String, message: String },
 }
@@ -42,14 +43,14 @@ pub enum StoreError {
 /// A new job, as Submit hands it to the store.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub id: String,
-    pub request: wire::ExecuteRequest,
+    pub id: JobId,
+    pub request: process::ExecuteRequest,
 }
 
 /// The right to write about one attempt of a running job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    pub job_id: String,
+    pub job_id: JobId,
     pub attempt: u32,
     pub node: String,
 }
@@ -58,14 +59,15 @@ pub struct Lease {
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub lease: Lease,
-    pub status: wire::JobStatus,
-    pub request: wire::ExecuteRequest,
+    pub status: JobStatus,
+    pub request: process::ExecuteRequest,
 }
 
 /// What a heartbeat reports of a running job.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Heartbeat {
-    pub percent: u32,
+    /// 0 to 100 (more is recorded as 100).
+    pub percent: u8,
     pub message: String,
     pub worker: String,
 }
@@ -73,7 +75,7 @@ pub struct Heartbeat {
 /// A job whose lease ran out, as the reaper left it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reaped {
-    pub job_id: String,
+    pub job_id: JobId,
     /// The node that held the lease.
     pub node: String,
     pub attempt: u32,
@@ -96,7 +98,18 @@ pub struct Limits {
 #[tonic::async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Records an accepted job and queues it; [`StoreError::QueueFull`] past the bound.
-    async fn submit(&self, job: NewJob) -> Result<wire::JobStatus, StoreError>;
+    async fn submit(&self, job: NewJob) -> Result<JobStatus, StoreError>;
+
+    /// Records a job that runs on `node` from its start (a synchronous Execute): running,
+    /// attempt 1, under a lease of `lease`, never queued. Nothing can run it again, so a lost
+    /// lease fails it. Heartbeat, finish, dismiss and expiry work as for claimed jobs.
+    async fn begin(
+        &self,
+        id: &JobId,
+        process_id: &str,
+        node: &str,
+        lease: Duration,
+    ) -> Result<(Lease, JobStatus), StoreError>;
 
     /// Waits up to `wait` for a queued job and claims it for `node` with a lease of `lease`
     /// (a new attempt); `None` when nothing came.
@@ -130,14 +143,14 @@ pub trait JobStore: Send + Sync + 'static {
     async fn release(&self, lease: &Lease, reason: &str) -> Result<bool, StoreError>;
 
     /// One job's record.
-    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError>;
 
     /// Marks a job dismissed and tells the node running it (see [`JobStore::dismissals`]).
     /// Returns the record as it was before, whose outputs the caller deletes; `None` when unknown.
-    async fn dismiss(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    async fn dismiss(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError>;
 
     /// Ids of jobs dismissed anywhere, as they are dismissed.
-    fn dismissals(&self) -> broadcast::Receiver<String>;
+    fn dismissals(&self) -> broadcast::Receiver<JobId>;
 
     /// Requeues or fails jobs whose lease has run out, and recovers queue entries a node took
     /// but never claimed.
@@ -147,7 +160,32 @@ pub trait JobStore: Send + Sync + 'static {
     async fn expired(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
 
     /// Deletes a job's record (after its outputs were deleted).
-    async fn forget(&self, id: &str) -> Result<(), StoreError>;
+    async fn forget(&self, id: &JobId) -> Result<(), StoreError>;
+}
+
+/// The lease and status of a job begun on `node` at `now` (see [`JobStore::begin`]).
+pub(crate) fn begun(
+    id: &JobId,
+    process_id: &str,
+    node: &str,
+    now: std::time::SystemTime,
+    ttl: Duration,
+) -> (Lease, JobStatus) {
+    let status = JobStatus {
+        message: JobState::Running.name().to_owned(),
+        created_at: Some(now),
+        started_at: Some(now),
+        expires_at: Some(now + ttl),
+        node: node.to_owned(),
+        attempt: 1,
+        ..JobStatus::new(*id, process_id, JobState::Running)
+    };
+    let lease = Lease {
+        job_id: *id,
+        attempt: 1,
+        node: node.to_owned(),
+    };
+    (lease, status)
 }
 
 /// Opens the store the config names.
@@ -156,11 +194,6 @@ pub async fn open(config: &JobsConfig) -> Result<Arc<dyn JobStore>, StoreError> 
         StoreKind::Memory => Arc::new(MemoryStore::new(config.limits())),
         StoreKind::Redis => Arc::new(RedisStore::connect(config).await?),
     })
-}
-
-/// New job ids: 32 lowercase hex digits.
-pub fn new_job_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 #[cfg(test)]

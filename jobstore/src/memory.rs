@@ -6,11 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, broadcast};
-use wpsmesh_proto::wire::process::v1::{self as wire, JobState};
+use wpsmesh_proto::process::{ExecuteRequest, JobId, JobState, JobStatus};
 
 use crate::{
     Claim, Heartbeat, JobRecord, JobStore, Lease, Limits, NewJob, Outcome, Reaped, StoreError,
-    is_terminal,
 };
 
 /// Job state in this process.
@@ -18,13 +17,13 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     queued: Notify,
     limits: Limits,
-    dismissed: broadcast::Sender<String>,
+    dismissed: broadcast::Sender<JobId>,
 }
 
 #[derive(Default)]
 struct Inner {
-    jobs: HashMap<String, Entry>,
-    queue: VecDeque<String>,
+    jobs: HashMap<JobId, Entry>,
+    queue: VecDeque<JobId>,
 }
 
 impl Inner {
@@ -38,7 +37,8 @@ impl Inner {
 
 struct Entry {
     record: JobRecord,
-    request: wire::ExecuteRequest,
+    /// `None` for a job begun by its node (synchronous): it is never queued or run again.
+    request: Option<ExecuteRequest>,
     lease_until: Option<SystemTime>,
     /// Attempts handed back by their node, not counted against `max_attempts`.
     released: u32,
@@ -71,18 +71,21 @@ impl MemoryStore {
             let Some(entry) = inner.jobs.get_mut(&id) else {
                 continue;
             };
+            let Some(request) = entry.request.clone() else {
+                continue;
+            };
             if entry.record.state() != JobState::Accepted {
                 continue;
             }
             let now = SystemTime::now();
             let s = &mut entry.record.status;
-            s.state = JobState::Running as i32;
+            s.state = JobState::Running;
             s.attempt += 1;
             s.node = node.to_owned();
             s.worker.clear();
             s.percent_done = 0;
             s.message = "running".into();
-            s.started_at = Some(now.into());
+            s.started_at = Some(now);
             entry.lease_until = Some(now + lease);
             return Some(Claim {
                 lease: Lease {
@@ -91,7 +94,7 @@ impl MemoryStore {
                     node: node.to_owned(),
                 },
                 status: s.clone(),
-                request: entry.request.clone(),
+                request,
             });
         }
         None
@@ -99,40 +102,36 @@ impl MemoryStore {
 
     fn end(&self, entry: &mut Entry, state: JobState, message: String, now: SystemTime) {
         let s = &mut entry.record.status;
-        s.state = state as i32;
+        s.state = state;
         s.message = message;
-        s.finished_at = Some(now.into());
-        s.expires_at = Some((now + self.limits.ttl).into());
+        s.finished_at = Some(now);
+        s.expires_at = Some(now + self.limits.ttl);
         entry.lease_until = None;
     }
 }
 
 #[tonic::async_trait]
 impl JobStore for MemoryStore {
-    async fn submit(&self, job: NewJob) -> Result<wire::JobStatus, StoreError> {
+    async fn submit(&self, job: NewJob) -> Result<JobStatus, StoreError> {
         let mut inner = self.lock();
         let waiting = inner.queue.len() as u64;
         if waiting >= self.limits.max_queued {
             return Err(StoreError::QueueFull { waiting });
         }
         let now = SystemTime::now();
-        let status = wire::JobStatus {
-            job_id: job.id.clone(),
-            process_id: job.request.process_id.clone(),
-            state: JobState::Accepted as i32,
-            message: "accepted".into(),
-            created_at: Some(now.into()),
-            expires_at: Some((now + self.limits.ttl).into()),
-            ..Default::default()
+        let status = JobStatus {
+            created_at: Some(now),
+            expires_at: Some(now + self.limits.ttl),
+            ..JobStatus::new(job.id, job.request.process_id.clone(), JobState::Accepted)
         };
         inner.jobs.insert(
-            job.id.clone(),
+            job.id,
             Entry {
                 record: JobRecord {
                     status: status.clone(),
                     outcome: None,
                 },
-                request: job.request,
+                request: Some(job.request),
                 lease_until: None,
                 released: 0,
             },
@@ -141,6 +140,30 @@ impl JobStore for MemoryStore {
         drop(inner);
         self.queued.notify_one();
         Ok(status)
+    }
+
+    async fn begin(
+        &self,
+        id: &JobId,
+        process_id: &str,
+        node: &str,
+        lease: Duration,
+    ) -> Result<(Lease, JobStatus), StoreError> {
+        let now = SystemTime::now();
+        let (held, status) = crate::begun(id, process_id, node, now, self.limits.ttl);
+        self.lock().jobs.insert(
+            *id,
+            Entry {
+                record: JobRecord {
+                    status: status.clone(),
+                    outcome: None,
+                },
+                request: None,
+                lease_until: Some(now + lease),
+                released: 0,
+            },
+        );
+        Ok((held, status))
     }
 
     async fn claim(
@@ -221,22 +244,22 @@ impl JobStore for MemoryStore {
             return Ok(false);
         };
         let s = &mut entry.record.status;
-        s.state = JobState::Accepted as i32;
+        s.state = JobState::Accepted;
         s.worker.clear();
         s.message = reason.to_owned();
         entry.lease_until = None;
         entry.released += 1;
-        inner.queue.push_back(lease.job_id.clone());
+        inner.queue.push_back(lease.job_id);
         drop(inner);
         self.queued.notify_one();
         Ok(true)
     }
 
-    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         Ok(self.lock().jobs.get(id).map(|e| e.record.clone()))
     }
 
-    async fn dismiss(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    async fn dismiss(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         let mut inner = self.lock();
         let Some(entry) = inner.jobs.get_mut(id) else {
             return Ok(None);
@@ -250,13 +273,13 @@ impl JobStore for MemoryStore {
         }
         entry.record.outcome = None;
         drop(inner);
-        if !is_terminal(before.status.state) {
-            let _ = self.dismissed.send(id.to_owned());
+        if !before.state().is_terminal() {
+            let _ = self.dismissed.send(*id);
         }
         Ok(Some(before))
     }
 
-    fn dismissals(&self) -> broadcast::Receiver<String> {
+    fn dismissals(&self) -> broadcast::Receiver<JobId> {
         self.dismissed.subscribe()
     }
 
@@ -273,21 +296,28 @@ impl JobStore for MemoryStore {
             }
             let s = &mut entry.record.status;
             let (node, attempt) = (s.node.clone(), s.attempt);
-            let requeued = attempt.saturating_sub(entry.released) < self.limits.max_attempts;
-            if requeued {
-                s.state = JobState::Accepted as i32;
+            let sync = entry.request.is_none();
+            let requeued =
+                !sync && attempt.saturating_sub(entry.released) < self.limits.max_attempts;
+            if sync {
+                let message = format!(
+                    "node {node} stopped renewing its lease (node lost or stalled); a synchronous job is not run again"
+                );
+                self.end(entry, JobState::Failed, message, now);
+            } else if requeued {
+                s.state = JobState::Accepted;
                 s.message = format!(
                     "queued again: node {node} stopped renewing its lease on attempt {attempt}"
                 );
                 s.worker.clear();
                 entry.lease_until = None;
-                queue.push_back(id.clone());
+                queue.push_back(*id);
             } else {
                 let message = lease_lost_message(&node, attempt, self.limits.max_attempts);
                 self.end(entry, JobState::Failed, message, now);
             }
             reaped.push(Reaped {
-                job_id: id.clone(),
+                job_id: *id,
                 node,
                 attempt,
                 requeued,
@@ -306,20 +336,14 @@ impl JobStore for MemoryStore {
             .lock()
             .jobs
             .values()
-            .filter(|e| is_terminal(e.record.status.state))
-            .filter(|e| {
-                e.record
-                    .status
-                    .expires_at
-                    .and_then(|t| SystemTime::try_from(t).ok())
-                    .is_some_and(|t| t <= now)
-            })
+            .filter(|e| e.record.state().is_terminal())
+            .filter(|e| e.record.status.expires_at.is_some_and(|t| t <= now))
             .take(limit)
             .map(|e| e.record.clone())
             .collect())
     }
 
-    async fn forget(&self, id: &str) -> Result<(), StoreError> {
+    async fn forget(&self, id: &JobId) -> Result<(), StoreError> {
         self.lock().jobs.remove(id);
         Ok(())
     }

@@ -6,22 +6,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use prost::Message;
-use wpsmesh_proto::wire::process::v1::{self as wire, JobState};
+use wpsmesh_proto::process::{self, Invalid, JobId, JobState, JobStatus};
+use wpsmesh_proto::storage::ObjectId;
+use wpsmesh_proto::wire::process::v1 as wire;
 
 use crate::StoreError;
 
-/// Whether a job in `state` is done (succeeded, failed or dismissed): nothing changes it again.
-pub fn is_terminal(state: i32) -> bool {
-    state == JobState::Successful as i32
-        || state == JobState::Failed as i32
-        || state == JobState::Dismissed as i32
+/// The number a state is stored as (the wire enum's), as the Lua scripts compare it.
+pub(crate) fn state_code(state: JobState) -> i64 {
+    i64::from(wire::JobState::from(state) as i32)
 }
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Succeeded {
-        outputs: Vec<wire::Output>,
+        outputs: Vec<process::Output>,
         log: Vec<String>,
     },
     Failed {
@@ -34,7 +34,7 @@ pub enum Outcome {
 impl Outcome {
     pub fn state(&self) -> JobState {
         match self {
-            Self::Succeeded { .. } => JobState::Successful,
+            Self::Succeeded { .. } => JobState::Succeeded,
             Self::Failed { .. } => JobState::Failed,
         }
     }
@@ -47,18 +47,22 @@ impl Outcome {
     }
 
     /// Storage objects this outcome refers to (to delete with the job).
-    pub fn object_ids(&self) -> Vec<String> {
+    pub fn object_ids(&self) -> Vec<ObjectId> {
         match self {
-            Self::Succeeded { outputs, .. } => wpsmesh_proto::process::object_ids(outputs),
+            Self::Succeeded { outputs, .. } => outputs
+                .iter()
+                .filter_map(process::Output::object_id)
+                .collect(),
             Self::Failed { .. } => Vec::new(),
         }
     }
 
+    /// The stored form: protobuf, outputs as wire `Output`s.
     pub fn encode(&self) -> Vec<u8> {
         let stored = match self {
             Self::Succeeded { outputs, log } => StoredOutcome {
                 succeeded: true,
-                outputs: outputs.clone(),
+                outputs: process::outputs_to_wire(outputs.clone()),
                 log: log.clone(),
                 ..Default::default()
             },
@@ -72,11 +76,14 @@ impl Outcome {
         stored.encode_to_vec()
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
-        let s = StoredOutcome::decode(bytes)?;
+    /// Reads the stored form back; bytes that are no outcome, or outputs the domain types
+    /// refuse, are [`Invalid`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, Invalid> {
+        let s =
+            StoredOutcome::decode(bytes).map_err(|e| Invalid::new("protobuf", e.to_string()))?;
         Ok(if s.succeeded {
             Self::Succeeded {
-                outputs: s.outputs,
+                outputs: process::outputs_from_wire(s.outputs)?,
                 log: s.log,
             }
         } else {
@@ -107,19 +114,19 @@ struct StoredOutcome {
 /// A job as the store holds it: its status and, once finished, its outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
-    pub status: wire::JobStatus,
+    pub status: JobStatus,
     pub outcome: Option<Outcome>,
 }
 
 impl JobRecord {
     pub fn state(&self) -> JobState {
-        self.status.state()
+        self.status.state
     }
 
     /// Reads a record from its Redis hash fields.
-    pub fn from_hash(id: &str, mut h: HashMap<String, Bytes>) -> Result<Self, StoreError> {
+    pub fn from_hash(id: &JobId, mut h: HashMap<String, Bytes>) -> Result<Self, StoreError> {
         let corrupt = |message: String| StoreError::Corrupt {
-            id: id.to_owned(),
+            id: id.to_string(),
             message,
         };
         let text = |h: &HashMap<String, Bytes>, k: &str| {
@@ -135,15 +142,21 @@ impl JobRecord {
         };
         let time = |h: &HashMap<String, Bytes>, k: &str| match number(h, k) {
             0 => None,
-            ms => Some(prost_types::Timestamp::from(from_millis(ms))),
+            ms => Some(from_millis(ms)),
         };
-        let state = JobState::try_from(number(&h, "state") as i32)
-            .map_err(|_| corrupt(format!("unknown state {:?}", text(&h, "state"))))?;
-        let status = wire::JobStatus {
-            job_id: id.to_owned(),
+        let state = i32::try_from(number(&h, "state"))
+            .ok()
+            .and_then(|code| JobState::try_from(code).ok())
+            .ok_or_else(|| corrupt(format!("unknown state {:?}", text(&h, "state"))))?;
+        let percent_done = u8::try_from(number(&h, "percent"))
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| corrupt(format!("percent {:?} is over 100", text(&h, "percent"))))?;
+        let status = JobStatus {
+            job_id: *id,
             process_id: text(&h, "process"),
-            state: state as i32,
-            percent_done: number(&h, "percent") as u32,
+            state,
+            percent_done,
             message: text(&h, "message"),
             created_at: time(&h, "created"),
             started_at: time(&h, "started"),
@@ -174,46 +187,89 @@ pub fn from_millis(ms: u64) -> SystemTime {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The stored form of a success with these wire outputs, unchecked.
+    pub(crate) fn stored_success(outputs: Vec<wire::Output>) -> Vec<u8> {
+        StoredOutcome {
+            succeeded: true,
+            outputs,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
 
     #[test]
     fn outcomes_round_trip() {
+        let object = ObjectId::random();
         let ok = Outcome::Succeeded {
-            outputs: vec![wire::Output {
+            outputs: vec![process::Output {
                 id: "OUTPUT".into(),
-                value: Some(wire::output::Value::Reference(wire::FileReference {
-                    object_id: "abc".into(),
-                    ..Default::default()
-                })),
+                value: process::OutputValue::Stored(process::StoredFile {
+                    id: object,
+                    format: process::Format::of("application/geo+json"),
+                    size: 42,
+                }),
             }],
             log: vec!["one".into()],
         };
         assert_eq!(Outcome::decode(&ok.encode()).unwrap(), ok);
-        assert_eq!(ok.object_ids(), ["abc"]);
+        assert_eq!(ok.object_ids(), [object]);
         let failed = Outcome::Failed {
             code: tonic::Code::InvalidArgument,
             message: "bad DISTANCE".into(),
             log: vec![],
         };
         assert_eq!(Outcome::decode(&failed.encode()).unwrap(), failed);
+        // Stored outputs the domain types refuse are refused on the way back.
+        let bad = stored_success(vec![wire::Output {
+            id: "OUTPUT".into(),
+            value: Some(wire::output::Value::Reference(wire::FileReference {
+                object_id: "abc".into(),
+                ..Default::default()
+            })),
+        }]);
+        let e = Outcome::decode(&bad).unwrap_err();
+        assert_eq!(e.locator, "OUTPUT");
+        assert!(e.message.contains("invalid object id"), "{e}");
+    }
+
+    #[test]
+    fn states_are_stored_as_the_wire_numbers() {
+        for (state, code) in [
+            (JobState::Accepted, 1),
+            (JobState::Running, 2),
+            (JobState::Succeeded, 3),
+            (JobState::Failed, 4),
+            (JobState::Dismissed, 5),
+        ] {
+            assert_eq!(state_code(state), code);
+            assert_eq!(JobState::try_from(code as i32).unwrap(), state);
+        }
+    }
+
+    fn hash(fields: &[(&str, &str)]) -> HashMap<String, Bytes> {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+            .collect()
     }
 
     #[test]
     fn a_hash_becomes_a_record() {
-        let h: HashMap<String, Bytes> = [
+        let id = JobId::random();
+        let h = hash(&[
             ("process", "native:buffer"),
             ("state", "2"),
             ("percent", "40"),
             ("created", "1700000000000"),
             ("node", "n1"),
             ("attempt", "2"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), Bytes::from(v)))
-        .collect();
-        let r = JobRecord::from_hash("j1", h).unwrap();
+        ]);
+        let r = JobRecord::from_hash(&id, h).unwrap();
         assert_eq!(r.state(), JobState::Running);
+        assert_eq!(r.status.job_id, id);
         assert_eq!(
             (
                 r.status.percent_done,
@@ -222,11 +278,30 @@ mod tests {
             ),
             (40, 2, "n1")
         );
-        assert!(r.status.created_at.is_some() && r.status.started_at.is_none());
-        let bad: HashMap<String, Bytes> = [("state".to_owned(), Bytes::from("9"))].into();
-        assert!(matches!(
-            JobRecord::from_hash("j2", bad),
-            Err(StoreError::Corrupt { .. })
-        ));
+        assert_eq!(r.status.created_at, Some(from_millis(1_700_000_000_000)));
+        assert!(r.status.started_at.is_none());
+        for bad in [
+            hash(&[("state", "9")]),
+            hash(&[("state", "2"), ("percent", "101")]),
+            hash(&[("state", "3"), ("outcome", "not protobuf")]),
+        ] {
+            assert!(matches!(
+                JobRecord::from_hash(&JobId::random(), bad),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
+        let bad_outputs = stored_success(vec![wire::Output {
+            id: "OUTPUT".into(),
+            value: None,
+        }]);
+        let mut h = hash(&[("state", "3")]);
+        h.insert("outcome".into(), bad_outputs.into());
+        match JobRecord::from_hash(&id, h) {
+            Err(StoreError::Corrupt { id: bad, message }) => {
+                assert_eq!(bad, id.to_string());
+                assert_eq!(message, "outcome: OUTPUT: output without a value");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -24,13 +24,14 @@ use fred::types::{Builder, Value};
 use prost::Message;
 use tokio::sync::broadcast;
 use tracing::{debug, warn};
+use wpsmesh_proto::process::{ExecuteRequest, JobId, JobState, JobStatus};
 use wpsmesh_proto::wire::process::v1 as wire;
 
 use self::link::{Link, Probe};
-use super::record::millis;
+use super::record::{millis, state_code};
 use super::{
     Claim, Heartbeat, JobRecord, JobStore, JobsConfig, Lease, Limits, NewJob, Outcome, Reaped,
-    StoreError,
+    StoreError, begun,
 };
 
 macro_rules! script {
@@ -43,6 +44,7 @@ const GROUP: &str = "nodes";
 
 struct Scripts {
     submit: Script,
+    begin: Script,
     claim: Script,
     heartbeat: Script,
     finish: Script,
@@ -62,7 +64,7 @@ pub struct RedisStore {
     /// How long a queue entry may sit read but unclaimed before the reaper puts it back.
     unclaimed_after: Duration,
     command_timeout: Duration,
-    dismissed: broadcast::Sender<String>,
+    dismissed: broadcast::Sender<JobId>,
     _subscriber: fred::clients::SubscriberClient,
 }
 
@@ -146,6 +148,7 @@ impl RedisStore {
         .await;
         let scripts = Scripts {
             submit: Script::from_lua(script!("lua/submit.lua")),
+            begin: Script::from_lua(script!("lua/begin.lua")),
             claim: Script::from_lua(script!("lua/claim.lua")),
             heartbeat: Script::from_lua(script!("lua/heartbeat.lua")),
             finish: Script::from_lua(script!("lua/finish.lua")),
@@ -180,6 +183,15 @@ impl RedisStore {
         let client = self.client()?;
         let result = script.evalsha_with_reload(client, keys, args).await;
         self.client.answer(result).await
+    }
+
+    /// Deletes the record of job `id` and its expiry entry.
+    async fn forget_key(&self, id: &str) -> Result<(), StoreError> {
+        let deleted = self.client()?.del(self.keys.job(id)).await;
+        let _: i64 = self.client.answer(deleted).await?;
+        let removed = self.client()?.zrem(self.keys.expiry.as_str(), id).await;
+        let _: i64 = self.client.answer(removed).await?;
+        Ok(())
     }
 
     /// Reads one queue entry (blocking up to `wait`): its entry id and job id.
@@ -232,7 +244,7 @@ impl RedisStore {
 async fn listen_for_dismissals(
     subscriber: &fred::clients::SubscriberClient,
     channel: String,
-    out: broadcast::Sender<String>,
+    out: broadcast::Sender<JobId>,
     timeout: Duration,
 ) {
     let mut messages = subscriber.message_rx();
@@ -255,8 +267,14 @@ async fn listen_for_dismissals(
         loop {
             match messages.recv().await {
                 Ok(m) => {
-                    if let Some(id) = m.value.as_string() {
-                        let _ = out.send(id);
+                    let Some(text) = m.value.as_string() else {
+                        continue;
+                    };
+                    match text.parse::<JobId>() {
+                        Ok(id) => {
+                            let _ = out.send(id);
+                        }
+                        Err(e) => warn!(error = %e, "dismissal announced for a malformed job id"),
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -303,15 +321,16 @@ fn text(s: &str) -> Value {
 
 #[tonic::async_trait]
 impl JobStore for RedisStore {
-    async fn submit(&self, job: NewJob) -> Result<wire::JobStatus, StoreError> {
-        let request = job.request.encode_to_vec();
+    async fn submit(&self, job: NewJob) -> Result<JobStatus, StoreError> {
+        let process = job.request.process_id.clone();
+        let request = wire::ExecuteRequest::from(job.request).encode_to_vec();
         let answer: Vec<i64> = self
             .eval(
                 &self.scripts.submit,
-                vec![self.keys.job(&job.id), self.keys.queue.clone()],
+                vec![self.keys.job(job.id.as_str()), self.keys.queue.clone()],
                 vec![
-                    text(&job.id),
-                    text(&job.request.process_id),
+                    text(job.id.as_str()),
+                    text(&process),
                     Value::Bytes(request.into()),
                     ms(self.limits.ttl),
                     Value::Integer(self.limits.max_queued as i64),
@@ -321,24 +340,44 @@ impl JobStore for RedisStore {
         match answer.as_slice() {
             [1, now] => {
                 let now = super::record::from_millis(*now as u64);
-                Ok(wire::JobStatus {
-                    job_id: job.id,
-                    process_id: job.request.process_id,
-                    state: wire::JobState::Accepted as i32,
-                    message: "accepted".into(),
-                    created_at: Some(now.into()),
-                    expires_at: Some((now + self.limits.ttl).into()),
-                    ..Default::default()
+                Ok(JobStatus {
+                    created_at: Some(now),
+                    expires_at: Some(now + self.limits.ttl),
+                    ..JobStatus::new(job.id, process, JobState::Accepted)
                 })
             }
             [0, waiting] => Err(StoreError::QueueFull {
                 waiting: *waiting as u64,
             }),
             other => Err(StoreError::Corrupt {
-                id: job.id,
+                id: job.id.to_string(),
                 message: format!("submit answered {other:?}"),
             }),
         }
+    }
+
+    async fn begin(
+        &self,
+        id: &JobId,
+        process_id: &str,
+        node: &str,
+        lease: Duration,
+    ) -> Result<(Lease, JobStatus), StoreError> {
+        let now: i64 = self
+            .eval(
+                &self.scripts.begin,
+                vec![self.keys.job(id.as_str()), self.keys.leases.clone()],
+                vec![
+                    text(id.as_str()),
+                    text(process_id),
+                    text(node),
+                    ms(lease),
+                    ms(self.limits.ttl),
+                ],
+            )
+            .await?;
+        let now = super::record::from_millis(now as u64);
+        Ok(begun(id, process_id, node, now, self.limits.ttl))
     }
 
     async fn claim(
@@ -374,17 +413,23 @@ impl JobStore for RedisStore {
                 // Dismissed (or gone) while it waited.
                 continue;
             }
+            let corrupt = |message: String| StoreError::Corrupt {
+                id: id.clone(),
+                message,
+            };
+            let job_id: JobId = id
+                .parse()
+                .map_err(|e| corrupt(format!("queued under a malformed id: {e}")))?;
             let mut fields = pairs(fields);
             let request = fields.remove("request").unwrap_or_default();
+            let request = wire::ExecuteRequest::decode(request)
+                .map_err(|e| corrupt(format!("request: {e}")))?;
             let request =
-                wire::ExecuteRequest::decode(request).map_err(|e| StoreError::Corrupt {
-                    id: id.clone(),
-                    message: format!("request: {e}"),
-                })?;
-            let record = JobRecord::from_hash(&id, fields)?;
+                ExecuteRequest::try_from(request).map_err(|e| corrupt(format!("request: {e}")))?;
+            let record = JobRecord::from_hash(&job_id, fields)?;
             return Ok(Some(Claim {
                 lease: Lease {
-                    job_id: id,
+                    job_id,
                     attempt: record.status.attempt,
                     node: node.to_owned(),
                 },
@@ -403,9 +448,12 @@ impl JobStore for RedisStore {
         let kept: i64 = self
             .eval(
                 &self.scripts.heartbeat,
-                vec![self.keys.job(&lease.job_id), self.keys.leases.clone()],
                 vec![
-                    text(&lease.job_id),
+                    self.keys.job(lease.job_id.as_str()),
+                    self.keys.leases.clone(),
+                ],
+                vec![
+                    text(lease.job_id.as_str()),
                     text(&lease.attempt.to_string()),
                     ms(duration),
                     Value::Integer(i64::from(beat.percent.min(100))),
@@ -427,14 +475,14 @@ impl JobStore for RedisStore {
             .eval(
                 &self.scripts.finish,
                 vec![
-                    self.keys.job(&lease.job_id),
+                    self.keys.job(lease.job_id.as_str()),
                     self.keys.leases.clone(),
                     self.keys.expiry.clone(),
                 ],
                 vec![
-                    text(&lease.job_id),
+                    text(lease.job_id.as_str()),
                     text(&lease.attempt.to_string()),
-                    Value::Integer(outcome.state() as i64),
+                    Value::Integer(state_code(outcome.state())),
                     text(outcome.message()),
                     Value::Bytes(outcome.encode().into()),
                     ms(self.limits.ttl),
@@ -450,12 +498,12 @@ impl JobStore for RedisStore {
             .eval(
                 &self.scripts.release,
                 vec![
-                    self.keys.job(&lease.job_id),
+                    self.keys.job(lease.job_id.as_str()),
                     self.keys.leases.clone(),
                     self.keys.queue.clone(),
                 ],
                 vec![
-                    text(&lease.job_id),
+                    text(lease.job_id.as_str()),
                     text(&lease.attempt.to_string()),
                     text(reason),
                 ],
@@ -464,8 +512,8 @@ impl JobStore for RedisStore {
         Ok(released == 1)
     }
 
-    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let fields = self.client()?.hgetall(self.keys.job(id)).await;
+    async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let fields = self.client()?.hgetall(self.keys.job(id.as_str())).await;
         let mut fields: HashMap<String, Bytes> = self.client.answer(fields).await?;
         if fields.is_empty() {
             return Ok(None);
@@ -474,16 +522,20 @@ impl JobStore for RedisStore {
         JobRecord::from_hash(id, fields).map(Some)
     }
 
-    async fn dismiss(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    async fn dismiss(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         let before: Value = self
             .eval(
                 &self.scripts.dismiss,
                 vec![
-                    self.keys.job(id),
+                    self.keys.job(id.as_str()),
                     self.keys.leases.clone(),
                     self.keys.expiry.clone(),
                 ],
-                vec![text(id), ms(self.limits.ttl), text(&self.keys.dismissed)],
+                vec![
+                    text(id.as_str()),
+                    ms(self.limits.ttl),
+                    text(&self.keys.dismissed),
+                ],
             )
             .await?;
         if before.is_null() {
@@ -494,7 +546,7 @@ impl JobStore for RedisStore {
         JobRecord::from_hash(id, fields).map(Some)
     }
 
-    fn dismissals(&self) -> broadcast::Receiver<String> {
+    fn dismissals(&self) -> broadcast::Receiver<JobId> {
         self.dismissed.subscribe()
     }
 
@@ -520,8 +572,13 @@ impl JobStore for RedisStore {
             .into_iter()
             .filter_map(|r| {
                 let mut r = r.into_array().into_iter();
+                let id = r.next()?.as_string()?;
+                let job_id = id
+                    .parse()
+                    .map_err(|e| warn!(error = %e, "reaped a job with a malformed id"))
+                    .ok()?;
                 Some(Reaped {
-                    job_id: r.next()?.as_string()?,
+                    job_id,
                     node: r.next()?.as_string()?,
                     attempt: r.next()?.as_u64()? as u32,
                     requeued: r.next()?.as_u64()? == 1,
@@ -545,21 +602,23 @@ impl JobStore for RedisStore {
         let ids: Vec<String> = self.client.answer(ids).await?;
         let mut records = Vec::with_capacity(ids.len());
         for id in ids {
-            match self.get(&id).await? {
+            let Ok(job_id) = id.parse::<JobId>() else {
+                // Never written by this store: dropped, or it would come back every time.
+                warn!(id, "dropping an expiry entry with a malformed job id");
+                self.forget_key(&id).await?;
+                continue;
+            };
+            match self.get(&job_id).await? {
                 Some(record) => records.push(record),
                 // The key's own expiry got there first.
-                None => self.forget(&id).await?,
+                None => self.forget(&job_id).await?,
             }
         }
         Ok(records)
     }
 
-    async fn forget(&self, id: &str) -> Result<(), StoreError> {
-        let deleted = self.client()?.del(self.keys.job(id)).await;
-        let _: i64 = self.client.answer(deleted).await?;
-        let removed = self.client()?.zrem(self.keys.expiry.as_str(), id).await;
-        let _: i64 = self.client.answer(removed).await?;
-        Ok(())
+    async fn forget(&self, id: &JobId) -> Result<(), StoreError> {
+        self.forget_key(id.as_str()).await
     }
 }
 

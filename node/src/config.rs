@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fetch::FetchConfig;
 use crate::pool::PoolConfig;
+use wpsmesh_discovery::{ConsulConfig, Discovery};
 use wpsmesh_jobstore::JobsConfig;
-use wpsmesh_runtime::consul::ConsulConfig;
 
 /// Everything a node needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,10 +16,13 @@ use wpsmesh_runtime::consul::ConsulConfig;
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
-    /// The storage service (`http://host:port`), where inputs are read and outputs written.
+    /// The storage service (`http://host:port`), where inputs are read and outputs written: the
+    /// static member of [`Config::storage_discovery`] unless that lists its own.
     pub storage: String,
-    /// Public base URL of the edge; output hrefs are `{public_url}/api/file/retrieve/{id}.{ext}`.
-    pub public_url: String,
+    /// Where storage instances are (`kind` static, dns or consul; Consul service
+    /// `wps-file-storage`); calls are balanced over them.
+    #[serde(deserialize_with = "wpsmesh_discovery::storage_serde::discovery")]
+    pub storage_discovery: Discovery,
     /// Where job working directories live; each job's is removed when it ends.
     pub work_dir: PathBuf,
     /// Largest complex output returned inline (as value); larger ones become references.
@@ -36,7 +39,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8001)),
             storage: "http://127.0.0.1:8800".into(),
-            public_url: "http://localhost:9000".into(),
+            storage_discovery: Discovery::storage(),
             work_dir: std::env::temp_dir().join("wpsmesh-node"),
             max_inline_bytes: 8 * 1024 * 1024,
             jobs: JobsConfig::default(),

@@ -113,6 +113,16 @@ impl NodeError {
     }
 }
 
+/// A wire message that failed a domain check is an invalid parameter, named by its locator.
+impl From<wpsmesh_proto::process::Invalid> for NodeError {
+    fn from(e: wpsmesh_proto::process::Invalid) -> Self {
+        Self::InvalidParameter {
+            name: e.locator,
+            message: e.message,
+        }
+    }
+}
+
 impl From<NodeError> for tonic::Status {
     fn from(e: NodeError) -> Self {
         let mut status = tonic::Status::new(e.code(), text::one_line(&e.to_string()));

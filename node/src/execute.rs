@@ -7,37 +7,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 use tracing::info;
 use wpsmesh_proto::media::extension_for;
-use wpsmesh_proto::wire::process::v1::{self as wire, input, input_description};
-use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
+use wpsmesh_proto::process::{self as domain, ExecuteRequest, InputValue, Output, Source};
+use wpsmesh_proto::wire::process::v1::{self as wire, input_description};
 
 use crate::catalog::Catalog;
 use crate::error::NodeError;
 use crate::fetch::{Claim, Fetcher, settle_format};
-use crate::jobs::Job;
-use crate::outputs;
-use crate::pool::{Format, InputValue, JobEvent, OutputRequest, Pool, RunJob};
+use crate::jobs::Live;
+use crate::outputs::{self, Storage};
+use crate::pool::{Format, InputValue as WorkerValue, JobEvent, OutputRequest, Pool, RunJob};
 
 /// What an execution needs, shared by every call.
 pub struct Executor {
     pub catalog: Arc<Catalog>,
     pub pool: Arc<Pool>,
     pub fetcher: Fetcher,
-    pub storage: StorageServiceClient<Channel>,
-    pub public_url: String,
+    pub storage: Storage,
     pub work_dir: PathBuf,
     pub max_inline_bytes: u64,
     pub max_timeout: Duration,
 }
 
-/// Checks a request's shape against the description: the process exists, every input id is
-/// known and of the right kind, required inputs are there, no input has too many values, every
-/// requested output exists. Values themselves are checked by the worker, which knows QGIS.
+/// Checks a request against the description, once on receipt: the process exists, every input
+/// id is known and of the right kind, required inputs are there, no input has too many values,
+/// every requested output exists. Values themselves are checked by the worker, which knows QGIS.
 pub fn check<'c>(
     catalog: &'c Catalog,
-    req: &wire::ExecuteRequest,
+    req: &ExecuteRequest,
 ) -> Result<&'c wire::ProcessDescription, NodeError> {
     let desc = catalog
         .get(&req.process_id)
@@ -53,13 +51,13 @@ pub fn check<'c>(
             (&d.kind, &i.value),
             (
                 Some(input_description::Kind::Literal(_)),
-                Some(input::Value::Literal(_))
+                InputValue::Literal(_)
             ) | (
                 Some(input_description::Kind::Complex(_)),
-                Some(input::Value::Complex(_) | input::Value::Reference(_))
+                InputValue::Complex(_) | InputValue::Reference(_)
             ) | (
                 Some(input_description::Kind::BoundingBox(_)),
-                Some(input::Value::BoundingBox(_))
+                InputValue::BoundingBox(_)
             )
         );
         if !ok {
@@ -92,19 +90,9 @@ pub fn check<'c>(
     Ok(desc)
 }
 
-fn pool_format(f: Option<&wire::Format>) -> Format {
-    f.map(|f| Format {
-        mime_type: f.mime_type.clone(),
-        encoding: f.encoding.clone(),
-        schema: f.schema.clone(),
-        extension: f.extension.clone(),
-    })
-    .unwrap_or_default()
-}
-
 /// What the client declared a complex input to be, from its format (media type, else
 /// extension). The input's default format is no claim: the content decides then.
-fn declared(f: Option<&wire::Format>) -> Option<Claim> {
+fn declared(f: Option<&domain::Format>) -> Option<Claim> {
     f.and_then(|f| Claim::declared(&f.mime_type, &f.extension))
 }
 
@@ -120,13 +108,13 @@ fn takes_vector_layers(d: &wire::InputDescription) -> bool {
 }
 
 impl Executor {
-    /// Runs a checked request for `job`, feeding its status and log; returns the outputs.
-    pub async fn run(
-        &self,
-        job: &Job,
-        req: wire::ExecuteRequest,
-    ) -> Result<(Vec<wire::Output>, Vec<String>), NodeError> {
-        let desc = check(&self.catalog, &req)?;
+    /// Runs a request checked on receipt for `job`, feeding its status and log; returns the
+    /// outputs.
+    pub async fn run(&self, job: &Live, req: ExecuteRequest) -> Result<Vec<Output>, NodeError> {
+        let desc = self
+            .catalog
+            .get(&req.process_id)
+            .ok_or_else(|| NodeError::UnknownProcess(req.process_id.clone()))?;
         let workdir = tempfile::Builder::new()
             .prefix(&format!("job-{}-", job.id))
             .tempdir_in(&self.work_dir)?;
@@ -136,8 +124,8 @@ impl Executor {
         tokio::fs::create_dir_all(&outputs_dir).await?;
 
         let mut run = RunJob::new(req.process_id.clone(), &outputs_dir);
-        run.job_id = job.id.clone();
-        if let Some(t) = req.timeout.and_then(|t| Duration::try_from(t).ok()) {
+        run.job_id = job.id.to_string();
+        if let Some(t) = req.timeout {
             run = run.timeout(t.min(self.max_timeout));
         }
         for (n, i) in req.inputs.into_iter().enumerate() {
@@ -158,10 +146,9 @@ impl Executor {
             if !o.as_reference {
                 inline.push(o.id.clone());
             }
-            let format = o.format.as_ref().map(|f| pool_format(Some(f)));
             run.outputs.push(OutputRequest {
                 id: o.id.clone(),
-                format,
+                format: o.format.clone(),
             });
         }
 
@@ -178,16 +165,13 @@ impl Executor {
         let (outcome, ()) = tokio::join!(self.pool.run(run, tx, job.cancel.clone()), pump);
         let outcome = outcome?;
         info!(job = %job.id, worker = outcome.worker_pid, elapsed = ?outcome.elapsed, "job ran");
-        let mut storage = self.storage.clone();
-        let published = outputs::publish(
-            &mut storage,
-            &self.public_url,
+        outputs::publish(
+            &self.storage,
             outcome.outputs,
             &inline,
             self.max_inline_bytes,
         )
-        .await?;
-        Ok((published, outcome.log))
+        .await
     }
 
     /// Turns one input value into what the worker takes (several values for a zip of
@@ -195,44 +179,46 @@ impl Executor {
     async fn resolve(
         &self,
         id: &str,
-        value: Option<input::Value>,
+        value: InputValue,
         d: &wire::InputDescription,
         dir: &Path,
-    ) -> Result<Vec<InputValue>, NodeError> {
+    ) -> Result<Vec<WorkerValue>, NodeError> {
         Ok(match value {
-            Some(input::Value::Literal(l)) => vec![InputValue::Literal(l.value)],
-            Some(input::Value::BoundingBox(b)) => {
-                if b.lower_corner.len() != 2 || b.upper_corner.len() != 2 {
-                    return Err(NodeError::invalid(
-                        id,
-                        "a bounding box needs two 2D corners",
-                    ));
-                }
-                vec![InputValue::BoundingBox {
-                    crs: b.crs,
-                    lower: b.lower_corner,
-                    upper: b.upper_corner,
-                }]
-            }
-            Some(input::Value::Complex(c)) => {
+            InputValue::Literal(l) => vec![WorkerValue::Literal(l.value)],
+            InputValue::BoundingBox(b) => vec![WorkerValue::BoundingBox {
+                crs: b.crs,
+                lower: b.lower.to_vec(),
+                upper: b.upper.to_vec(),
+            }],
+            InputValue::Complex(c) => {
                 tokio::fs::create_dir_all(dir).await?;
                 let claim = declared(c.format.as_ref());
                 let ext = claim.as_ref().map_or("dat", |c| c.extension.as_str());
                 let path = dir.join(format!("data.{ext}"));
                 tokio::fs::write(&path, &c.data).await?;
-                let format = pool_format(c.format.as_ref());
+                let format = c.format.clone().unwrap_or_default();
                 self.file_input(id, path, claim, format, d, dir).await?
             }
-            Some(input::Value::Reference(r)) => {
+            InputValue::Reference(r) => {
                 tokio::fs::create_dir_all(dir).await?;
                 let claim = declared(r.format.as_ref());
                 let ext = claim.as_ref().map(|c| c.extension.as_str());
-                let path = self.fetcher.fetch(id, &r.href, dir, ext).await?;
-                let claim = claim.or_else(|| Claim::from_href(&r.href));
-                let format = pool_format(r.format.as_ref());
+                let (path, claim) = match &r.source {
+                    Source::Href(href) => {
+                        let path = self.fetcher.fetch(id, href, dir, ext).await?;
+                        (path, claim.or_else(|| Claim::from_href(href)))
+                    }
+                    Source::Stored(object) => {
+                        let path = self.fetcher.fetch_object(id, object, dir, ext).await?;
+                        (
+                            path,
+                            claim.or_else(|| Claim::from_extension(&object.extension)),
+                        )
+                    }
+                };
+                let format = r.format.clone().unwrap_or_default();
                 self.file_input(id, path, claim, format, d, dir).await?
             }
-            None => return Err(NodeError::invalid(id, "input without a value")),
         })
     }
 
@@ -246,13 +232,13 @@ impl Executor {
         format: Format,
         d: &wire::InputDescription,
         dir: &Path,
-    ) -> Result<Vec<InputValue>, NodeError> {
+    ) -> Result<Vec<WorkerValue>, NodeError> {
         let path = settle_format(id, &path, claim.as_ref()).await?;
         let is_zip = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
         if !(is_zip && takes_vector_layers(d)) {
-            return Ok(vec![InputValue::File { path, format }]);
+            return Ok(vec![WorkerValue::File { path, format }]);
         }
         let several = d.max_occurs > 1;
         let layers = self
@@ -261,7 +247,7 @@ impl Executor {
             .await?;
         Ok(layers
             .into_iter()
-            .map(|path| InputValue::File {
+            .map(|path| WorkerValue::File {
                 path,
                 format: format.clone(),
             })

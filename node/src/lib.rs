@@ -4,6 +4,7 @@
 //! serves gRPC (with health and reflection) until `shutdown`, registering in Consul when
 //! configured and deregistering before it stops.
 
+pub mod attempt;
 pub mod catalog;
 pub mod config;
 
@@ -29,7 +30,7 @@ use wpsmesh_runtime::grpc;
 
 pub use config::Config;
 pub use error::NodeError;
-pub use wpsmesh_jobstore::{JobStore, open as open_store};
+use wpsmesh_jobstore::JobStore;
 
 /// Serves a node on `listener` until `shutdown` resolves, with the job store its config names.
 pub async fn run(
@@ -37,7 +38,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = open_store(&config.jobs).await?;
+    let store = wpsmesh_jobstore::open(&config.jobs).await?;
     run_with_store(config, store, listener, shutdown).await
 }
 
@@ -51,8 +52,14 @@ pub async fn run_with_store(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tokio::fs::create_dir_all(&config.work_dir).await?;
-    let storage = StorageServiceClient::new(grpc::channel(&config.storage)?)
-        .max_decoding_message_size(grpc::MAX_MESSAGE);
+    // Balanced over the discovered storage instances; discovery stops with the last clone.
+    let storage_channel = wpsmesh_discovery::balanced_channel(
+        &config.storage_discovery.or_member(&config.storage),
+        CancellationToken::new(),
+    )?
+    .channel;
+    let storage =
+        StorageServiceClient::new(storage_channel).max_decoding_message_size(grpc::MAX_MESSAGE);
     let fetcher = fetch::Fetcher::new(config.fetch.clone(), Some(storage.clone()))?;
     let pool = Arc::new(pool::Pool::start(config.pool.clone()).await?);
     let catalog = catalog::Catalog::from_json(&pool.describe().await?)?;
@@ -72,24 +79,25 @@ pub async fn run_with_store(
     );
 
     let node_name = format!("{}:{}", config.consul.advertise_host(), addr.port());
-    let jobs = Arc::new(jobs::Jobs::new(node_name.clone(), config.jobs.ttl));
     let executor = Arc::new(execute::Executor {
         catalog: Arc::new(catalog),
         pool: pool.clone(),
         fetcher,
-        storage,
-        public_url: config.public_url.clone(),
+        storage: storage.into(),
         work_dir: config.work_dir.clone(),
         max_inline_bytes: config.max_inline_bytes,
         max_timeout: config.pool.job_timeout,
     });
-    let service = service::ProcessService::new(executor.clone(), jobs.clone(), store.clone());
-    let scheduler = Arc::new(scheduler::Scheduler {
+    let runner = Arc::new(attempt::Runner {
         store,
         executor,
-        jobs,
+        running: Arc::default(),
         node: node_name,
         config: config.jobs.clone(),
+    });
+    let service = service::ProcessService::new(runner.clone());
+    let scheduler = Arc::new(scheduler::Scheduler {
+        runner,
         stop: CancellationToken::new(),
     });
     let mut scheduling = scheduler.start();
@@ -104,7 +112,7 @@ pub async fn run_with_store(
         .set_serving::<ProcessServiceServer<service::ProcessService>>()
         .await;
 
-    let registration = wpsmesh_runtime::consul::Registration::spawn(
+    let registration = wpsmesh_discovery::Registration::spawn(
         &config.consul,
         &config.consul.advertise_host(),
         addr.port(),

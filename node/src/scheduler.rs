@@ -1,40 +1,27 @@
-//! Asynchronous jobs on this node: claims queued jobs from the store whenever a worker is free,
-//! runs them, keeps their leases alive (relaying progress), records their outcome — fenced, so a
-//! late attempt changes nothing — cancels them when they are dismissed anywhere, and does the
-//! store's housekeeping (reaping lost leases, deleting expired jobs and their files).
+//! Queued jobs on this node: claims them from the store whenever a worker is free and runs each
+//! as an attempt (see `attempt`), cancels jobs running here when they are dismissed anywhere,
+//! and does the store's housekeeping (reaping lost leases, deleting expired jobs and files).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use wpsmesh_jobstore::{Claim, Heartbeat, JobStore, JobsConfig, Lease, Outcome, StoreError};
+use wpsmesh_jobstore::{Claim, StoreError};
 
+use crate::attempt::{BACKOFF, Runner, settle};
 use crate::error::NodeError;
-use crate::execute::Executor;
-use crate::jobs::{Job, JobResult, Jobs};
 use crate::outputs;
 use crate::pool::PoolError;
 
 /// Longest a claim blocks before looking at shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
-/// Progress reaches the store at most this often (the lease is renewed at least every third).
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
-/// Pause after the store failed, before trying again.
-const BACKOFF: Duration = Duration::from_millis(500);
 
-/// Runs the store's jobs on this node.
+/// Runs the store's queued jobs on this node.
 pub struct Scheduler {
-    pub store: Arc<dyn JobStore>,
-    pub executor: Arc<Executor>,
-    /// Jobs running here (also the synchronous ones), for dismissal and WatchJob.
-    pub jobs: Arc<Jobs>,
-    /// This node's name, as job records show it.
-    pub node: String,
-    pub config: JobsConfig,
+    pub runner: Arc<Runner>,
     /// Cancelled when the node stops: no more claims.
     pub stop: CancellationToken,
 }
@@ -53,7 +40,8 @@ impl Scheduler {
 
     /// Claims a job whenever a worker is free.
     async fn claim_loop(self: Arc<Self>, stop: CancellationToken) {
-        let free = Arc::new(Semaphore::new(self.executor.pool.size()));
+        let r = self.runner.clone();
+        let free = Arc::new(Semaphore::new(self.runner.executor.pool.size()));
         let mut running = JoinSet::new();
         loop {
             let permit = tokio::select! {
@@ -62,7 +50,7 @@ impl Scheduler {
             };
             let claimed = tokio::select! {
                 () = stop.cancelled() => break,
-                c = self.store.claim(&self.node, self.config.lease, CLAIM_WAIT) => c,
+                c = self.runner.store.claim(&r.node, r.config.lease, CLAIM_WAIT) => c,
             };
             match claimed {
                 Ok(Some(claim)) => {
@@ -90,30 +78,23 @@ impl Scheduler {
             status,
             request,
         } = claim;
-        let job = self.jobs.adopt(status);
+        let r = &self.runner;
+        let job = r.running.begin(status);
         info!(job = %job.id, attempt = lease.attempt, process = %request.process_id, "job claimed");
-        let heartbeat = CancellationToken::new();
-        let beats = tokio::spawn(self.clone().keep_alive(
-            job.clone(),
-            lease.clone(),
-            heartbeat.clone(),
-        ));
-        let result = self.executor.run(&job, request).await;
-        heartbeat.cancel();
-        let _ = beats.await;
+        let result = r.run(&job, Some(&lease), request).await;
         let handed_back = match &result {
             Err(_) if self.stop.is_cancelled() && !job.cancel.is_cancelled() => {
-                Some(format!("queued again: node {} is shutting down", self.node))
+                Some(format!("queued again: node {} is shutting down", r.node))
             }
             Err(NodeError::Pool(PoolError::Busy)) => Some(format!(
                 "queued again: node {} had no room in its worker queue",
-                self.node
+                r.node
             )),
             _ => None,
         };
         if let Some(reason) = handed_back {
             // Not the job's fault: another node takes it, without using up an attempt.
-            match self.store.release(&lease, &reason).await {
+            match r.store.release(&lease, &reason).await {
                 Ok(true) => {
                     info!(job = %job.id, attempt = lease.attempt, reason = %reason, "job handed back to the queue")
                 }
@@ -124,7 +105,7 @@ impl Scheduler {
                     warn!(job = %job.id, error = %e, "job not handed back; another node takes it when its lease runs out")
                 }
             }
-            self.jobs.remove(&job.id);
+            r.running.end(&job.id);
             if !self.stop.is_cancelled() {
                 // Keep the slot a moment so this node does not take the job straight back.
                 tokio::time::sleep(BACKOFF).await;
@@ -133,98 +114,16 @@ impl Scheduler {
         }
         // The worker is free: the next claim overlaps recording this outcome.
         drop(permit);
-        let log = job.log();
-        let outcome = match result {
-            Ok((outputs, _)) => Outcome::Succeeded { outputs, log },
-            Err(e) => {
-                let status = tonic::Status::from(e);
-                Outcome::Failed {
-                    code: status.code(),
-                    message: status.message().to_owned(),
-                    log,
-                }
-            }
-        };
-        let worker = job.status().worker;
-        self.record(&lease, &worker, outcome).await;
-        self.jobs.remove(&job.id);
-    }
-
-    /// Renews the lease (and relays progress) until `done`; a fenced-out attempt is cancelled.
-    async fn keep_alive(self: Arc<Self>, job: Arc<Job>, lease: Lease, done: CancellationToken) {
-        let renew_every = self.config.lease / 3;
-        let mut changes = job.subscribe();
-        let mut last = Instant::now();
-        let mut sent = Heartbeat::default();
-        loop {
-            let due = last + renew_every;
-            tokio::select! {
-                () = done.cancelled() => return,
-                () = tokio::time::sleep_until(due) => {}
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    // Progress is batched: at most one beat per PROGRESS_EVERY.
-                    tokio::select! {
-                        () = done.cancelled() => return,
-                        () = tokio::time::sleep_until((last + PROGRESS_EVERY).min(due)) => {}
-                    }
-                }
-            }
-            let s = job.status();
-            let beat = Heartbeat {
-                percent: s.percent_done,
-                message: String::new(),
-                worker: s.worker,
-            };
-            if beat == sent && Instant::now() < due {
-                continue;
-            }
-            match self.store.heartbeat(&lease, self.config.lease, &beat).await {
-                Ok(true) => sent = beat,
-                Ok(false) => {
-                    warn!(job = %lease.job_id, attempt = lease.attempt, "job lease lost; attempt fenced out, cancelling it");
-                    job.cancel.cancel();
-                    return;
-                }
-                Err(e) => warn!(job = %lease.job_id, error = %e, "cannot renew job lease"),
-            }
-            last = Instant::now();
-        }
-    }
-
-    /// Records an outcome, retrying while the store is away and the lease would still hold.
-    /// An outcome the store refuses (fenced out) or cannot take has its files deleted.
-    async fn record(&self, lease: &Lease, worker: &str, outcome: Outcome) {
-        let give_up = Instant::now() + self.config.lease;
-        loop {
-            match self.store.finish(lease, worker, &outcome).await {
-                Ok(true) => {
-                    info!(job = %lease.job_id, attempt = lease.attempt, state = ?outcome.state(), "job finished");
-                    return;
-                }
-                Ok(false) => {
-                    warn!(job = %lease.job_id, attempt = lease.attempt, "late completion rejected; attempt fenced out, outputs deleted");
-                    break;
-                }
-                Err(e) if Instant::now() < give_up => {
-                    warn!(job = %lease.job_id, error = %e, "cannot record job outcome yet");
-                    tokio::time::sleep(BACKOFF).await;
-                }
-                Err(e) => {
-                    warn!(job = %lease.job_id, error = %e, "cannot record job outcome within the lease; outputs deleted, the job will be retried or failed");
-                    break;
-                }
-            }
-        }
-        let mut storage = self.executor.storage.clone();
-        outputs::delete(&mut storage, outcome.object_ids()).await;
+        let (outcome, _) = settle(result, job.log());
+        let status = job.status();
+        r.record(&lease, &status.worker, &outcome).await;
+        job.ended(crate::attempt::ended(status, &outcome, r.config.ttl));
+        r.running.end(&job.id);
     }
 
     /// Cancels jobs running here when they are dismissed anywhere.
     async fn dismissals(self: Arc<Self>, stop: CancellationToken) {
-        let mut announced = self.store.dismissals();
+        let mut announced = self.runner.store.dismissals();
         loop {
             let id = tokio::select! {
                 () = stop.cancelled() => return,
@@ -232,9 +131,9 @@ impl Scheduler {
             };
             match id {
                 Ok(id) => {
-                    if let Some(job) = self.jobs.find(&id) {
+                    if let Some(job) = self.runner.running.find(&id) {
                         info!(job = %id, "job dismissed; cancelling its run");
-                        job.dismiss();
+                        job.cancel.cancel();
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -247,7 +146,7 @@ impl Scheduler {
 
     /// Reaps lost leases and deletes expired jobs with their files, every `sweep_interval`.
     async fn housekeeping(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.config.sweep_interval);
+        let mut tick = tokio::time::interval(self.runner.config.sweep_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -262,28 +161,21 @@ impl Scheduler {
 
     /// One round of housekeeping.
     pub async fn sweep(&self) -> Result<(), StoreError> {
-        for r in self.store.reap().await? {
+        let store = &self.runner.store;
+        for r in store.reap().await? {
             if r.requeued {
                 warn!(job = %r.job_id, node = %r.node, attempt = r.attempt, "job lease ran out; queued again");
             } else {
                 warn!(job = %r.job_id, node = %r.node, attempt = r.attempt, "job lease ran out; no attempts left, job failed");
             }
         }
-        let mut storage = self.executor.storage.clone();
-        for record in self.store.expired(100).await? {
-            let id = record.status.job_id.clone();
+        for record in store.expired(100).await? {
+            let id = record.status.job_id;
             if let Some(outcome) = record.outcome {
-                outputs::delete(&mut storage, outcome.object_ids()).await;
+                outputs::delete(&self.runner.executor.storage, outcome.object_ids()).await;
             }
-            self.store.forget(&id).await?;
+            store.forget(&id).await?;
             info!(job = %id, "expired job deleted");
-        }
-        // Synchronous jobs, kept here only.
-        for job in self.jobs.take_expired(SystemTime::now()) {
-            if let Some(JobResult::Succeeded(outputs)) = job.result() {
-                outputs::delete(&mut storage, wpsmesh_proto::process::object_ids(&outputs)).await;
-            }
-            debug!(job = %job.id, "expired synchronous job deleted");
         }
         Ok(())
     }

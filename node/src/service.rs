@@ -1,6 +1,8 @@
-//! The tonic `ProcessService`: List/Describe from the catalog, Execute through the executor,
-//! Submit into the job store (the scheduler runs it), and the job calls answered from the store
-//! (any node answers for any job) or, for synchronous jobs, from this node's job table.
+//! The tonic `ProcessService`: requests converted to domain types and checked once on receipt;
+//! List/Describe from the catalog; Execute runs here as a job recorded in the store from its
+//! start; Submit queues into the store (a scheduler runs it); the job calls answered from the
+//! store, the one source of truth (any node answers for any job), WatchJob from a live handle
+//! when the job runs here.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,62 +11,99 @@ use std::time::Duration;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
-use wpsmesh_jobstore::{JobRecord, JobStore, NewJob, Outcome, is_terminal, new_job_id};
-use wpsmesh_proto::wire::process::v1::{self as wire, JobState, process_service_server};
+use wpsmesh_jobstore::{JobRecord, JobStore, NewJob, Outcome, StoreError};
+use wpsmesh_proto::process::{ExecuteRequest, JobId, JobState, JobStatus, outputs_to_wire};
+use wpsmesh_proto::wire::process::v1::{self as wire, process_service_server};
 
+use crate::attempt::{Runner, ended, settle};
 use crate::error::NodeError;
-use crate::execute::{Executor, check};
-use crate::jobs::{Job, JobResult, Jobs};
+use crate::execute::check;
 use crate::outputs;
 
 /// Serves `wpsmesh.process.v1.ProcessService`.
 #[derive(Clone)]
 pub struct ProcessService {
-    executor: Arc<Executor>,
-    /// Synchronous jobs, and the asynchronous ones running here.
-    jobs: Arc<Jobs>,
-    /// Asynchronous jobs, wherever they run.
-    store: Arc<dyn JobStore>,
+    runner: Arc<Runner>,
 }
 
 impl ProcessService {
-    pub fn new(executor: Arc<Executor>, jobs: Arc<Jobs>, store: Arc<dyn JobStore>) -> Self {
-        Self {
-            executor,
-            jobs,
-            store,
-        }
+    pub fn new(runner: Arc<Runner>) -> Self {
+        Self { runner }
     }
 
-    /// Runs a synchronous job to its end, recording the result in the job table.
-    async fn run_job(
-        &self,
-        job: &Job,
-        req: wire::ExecuteRequest,
-    ) -> Result<Vec<wire::Output>, Status> {
-        let result = self.executor.run(job, req).await;
-        match result {
-            Ok((outputs, _log)) => {
-                job.finish(Ok(outputs.clone()));
-                Ok(outputs)
-            }
-            Err(e) => {
-                warn!(job = %job.id, error = %e, "job failed");
-                let status = Status::from(e);
-                job.finish(Err(status.clone()));
-                Err(status)
-            }
-        }
+    fn store(&self) -> &Arc<dyn JobStore> {
+        &self.runner.store
     }
 
-    /// A job's record in the store; `None` when the store does not know it.
-    async fn record(&self, id: &str) -> Result<Option<JobRecord>, NodeError> {
-        Ok(self.store.get(id).await?)
+    /// A job's record; JobNotFound when the store does not know it.
+    async fn record(&self, id: &JobId) -> Result<JobRecord, NodeError> {
+        self.store()
+            .get(id)
+            .await?
+            .ok_or_else(|| NodeError::JobNotFound(id.to_string()))
+    }
+
+    /// Runs a checked request here to its end, as a job recorded in the store from its start
+    /// (so any node answers for it and a dismissal anywhere cancels it). With the store away the
+    /// job runs untracked: the caller still gets its answer.
+    async fn run_sync(&self, request: ExecuteRequest) -> Result<wire::ExecuteResponse, Status> {
+        let r = &self.runner;
+        let id = JobId::random();
+        let process = request.process_id.clone();
+        let (lease, status) = match r.store.begin(&id, &process, &r.node, r.config.lease).await {
+            Ok((lease, status)) => (Some(lease), status),
+            Err(StoreError::Unavailable(e)) => {
+                warn!(job = %id, error = %e, "job store unavailable; running the job untracked");
+                let mut status = JobStatus::new(id, &process, JobState::Accepted);
+                status.node = r.node.clone();
+                status.attempt = 1;
+                (None, status)
+            }
+            Err(e) => return Err(NodeError::from(e).into()),
+        };
+        let job = r.running.begin(status);
+        info!(job = %id, process = %process, "execute");
+        // The client going away cancels the job.
+        let guard = job.cancel.clone().drop_guard();
+        let result = r.run(&job, lease.as_ref(), request).await;
+        guard.disarm();
+        if let Err(e) = &result {
+            warn!(job = %id, error = %e, "job failed");
+        }
+        let log = job.log();
+        let (outcome, answer) = settle(result, log.clone());
+        let status = job.status();
+        let recorded = match &lease {
+            Some(lease) => r.record(lease, &status.worker, &outcome).await,
+            None => true,
+        };
+        let status = ended(status, &outcome, r.config.ttl);
+        job.ended(status.clone());
+        r.running.end(&id);
+        let outputs = answer?;
+        if !recorded {
+            // Dismissed (or fenced out) meanwhile: its outputs are deleted already.
+            return Err(NodeError::JobDismissed(id.to_string()).into());
+        }
+        Ok(wire::ExecuteResponse {
+            job: Some(status.into()),
+            outputs: outputs_to_wire(outputs),
+            log,
+        })
     }
 }
 
-fn not_found(id: &str) -> NodeError {
-    NodeError::JobNotFound(id.to_owned())
+/// A job id from the wire; a malformed one names no job: NOT_FOUND, locator JobID.
+fn job_id(id: &str) -> Result<JobId, NodeError> {
+    id.parse()
+        .map_err(|_| NodeError::JobNotFound(id.to_owned()))
+}
+
+/// An Execute request from the wire, checked against the catalog.
+fn request(runner: &Runner, w: wire::ExecuteRequest) -> Result<ExecuteRequest, NodeError> {
+    let request = ExecuteRequest::try_from(w)?;
+    check(&runner.executor.catalog, &request)?;
+    Ok(request)
 }
 
 /// A finished job's outputs, or why there are none.
@@ -72,27 +111,23 @@ fn result_of(record: JobRecord) -> Result<wire::GetResultResponse, Status> {
     let JobRecord { status, outcome } = record;
     match outcome {
         Some(Outcome::Succeeded { outputs, log }) => Ok(wire::GetResultResponse {
-            job: Some(status),
-            outputs,
+            job: Some(status.into()),
+            outputs: outputs_to_wire(outputs),
             log,
         }),
         Some(Outcome::Failed { code, message, .. }) => Err(Status::new(code, message)),
-        None if status.state() == JobState::Dismissed => {
-            Err(NodeError::JobDismissed(status.job_id).into())
+        None if status.state == JobState::Dismissed => {
+            Err(NodeError::JobDismissed(status.job_id.to_string()).into())
         }
-        None => {
-            let state = match status.state() {
-                JobState::Running => "running",
-                JobState::Accepted => "accepted",
+        None => Err(NodeError::JobNotReady {
+            id: status.job_id.to_string(),
+            state: match status.state {
+                JobState::Running | JobState::Accepted => status.state.name(),
                 _ => "not finished",
-            };
-            Err(NodeError::JobNotReady {
-                id: status.job_id,
-                state,
-                message: status.message,
-            }
-            .into())
+            },
+            message: status.message,
         }
+        .into()),
     }
 }
 
@@ -105,7 +140,7 @@ impl process_service_server::ProcessService for ProcessService {
         _: Request<wire::ListProcessesRequest>,
     ) -> Result<Response<wire::ListProcessesResponse>, Status> {
         Ok(Response::new(wire::ListProcessesResponse {
-            processes: self.executor.catalog.summaries().to_vec(),
+            processes: self.runner.executor.catalog.summaries().to_vec(),
         }))
     }
 
@@ -115,6 +150,7 @@ impl process_service_server::ProcessService for ProcessService {
     ) -> Result<Response<wire::DescribeProcessResponse>, Status> {
         let id = request.into_inner().id;
         let process = self
+            .runner
             .executor
             .catalog
             .get(&id)
@@ -127,108 +163,72 @@ impl process_service_server::ProcessService for ProcessService {
 
     async fn execute(
         &self,
-        request: Request<wire::ExecuteRequest>,
+        w: Request<wire::ExecuteRequest>,
     ) -> Result<Response<wire::ExecuteResponse>, Status> {
-        let req = request.into_inner();
-        check(&self.executor.catalog, &req)?;
-        let job = self.jobs.create(&req.process_id);
-        info!(job = %job.id, process = %req.process_id, "execute");
-        // The client going away cancels the job.
-        let guard = job.cancel.clone().drop_guard();
-        let outputs = self.run_job(&job, req).await?;
-        guard.disarm();
-        Ok(Response::new(wire::ExecuteResponse {
-            job: Some(job.status()),
-            outputs,
-            log: job.log(),
-        }))
+        let request = request(&self.runner, w.into_inner())?;
+        self.run_sync(request).await.map(Response::new)
     }
 
     async fn submit(
         &self,
-        request: Request<wire::SubmitRequest>,
+        w: Request<wire::SubmitRequest>,
     ) -> Result<Response<wire::SubmitResponse>, Status> {
-        let req = request
+        let w = w
             .into_inner()
             .execute
             .ok_or_else(|| NodeError::invalid("execute", "missing execute request"))?;
-        check(&self.executor.catalog, &req)?;
-        let id = new_job_id();
-        let process = req.process_id.clone();
+        let request = request(&self.runner, w)?;
+        let id = JobId::random();
+        let process = request.process_id.clone();
         let job = self
-            .store
-            .submit(NewJob {
-                id: id.clone(),
-                request: req,
-            })
+            .store()
+            .submit(NewJob { id, request })
             .await
             .map_err(NodeError::from)?;
         info!(job = %id, process = %process, "job submitted");
-        Ok(Response::new(wire::SubmitResponse { job: Some(job) }))
+        Ok(Response::new(wire::SubmitResponse {
+            job: Some(job.into()),
+        }))
     }
 
     async fn get_status(
         &self,
         request: Request<wire::GetStatusRequest>,
     ) -> Result<Response<wire::GetStatusResponse>, Status> {
-        let id = request.into_inner().job_id;
-        let status = match self.record(&id).await? {
-            Some(record) => record.status,
-            None => self.jobs.get(&id)?.status(),
-        };
-        Ok(Response::new(wire::GetStatusResponse { job: Some(status) }))
+        let id = job_id(&request.into_inner().job_id)?;
+        let status = self.record(&id).await?.status;
+        Ok(Response::new(wire::GetStatusResponse {
+            job: Some(status.into()),
+        }))
     }
 
     async fn get_result(
         &self,
         request: Request<wire::GetResultRequest>,
     ) -> Result<Response<wire::GetResultResponse>, Status> {
-        let id = request.into_inner().job_id;
-        if let Some(record) = self.record(&id).await? {
-            return result_of(record).map(Response::new);
-        }
-        let job = self.jobs.get(&id)?;
-        match job.result() {
-            Some(JobResult::Succeeded(outputs)) => Ok(Response::new(wire::GetResultResponse {
-                job: Some(job.status()),
-                outputs,
-                log: job.log(),
-            })),
-            Some(JobResult::Failed(status)) => Err(status),
-            None => Err(NodeError::JobNotReady {
-                id: job.id.clone(),
-                state: "not finished",
-                message: job.status().message,
-            }
-            .into()),
-        }
+        let id = job_id(&request.into_inner().job_id)?;
+        result_of(self.record(&id).await?).map(Response::new)
     }
 
     async fn dismiss(
         &self,
         request: Request<wire::DismissRequest>,
     ) -> Result<Response<wire::DismissResponse>, Status> {
-        let id = request.into_inner().job_id;
-        let mut storage = self.executor.storage.clone();
-        if let Some(before) = self.store.dismiss(&id).await.map_err(NodeError::from)? {
-            // A running attempt hears of it and stops; its late outputs are refused and deleted.
-            if let Some(outcome) = &before.outcome {
-                outputs::delete(&mut storage, outcome.object_ids()).await;
-            }
-            info!(job = %id, was = ?before.state(), "job dismissed");
-            let status = self
-                .record(&id)
-                .await?
-                .ok_or_else(|| not_found(&id))?
-                .status;
-            return Ok(Response::new(wire::DismissResponse { job: Some(status) }));
+        let id = job_id(&request.into_inner().job_id)?;
+        let before = self
+            .store()
+            .dismiss(&id)
+            .await
+            .map_err(NodeError::from)?
+            .ok_or_else(|| NodeError::JobNotFound(id.to_string()))?;
+        // A running attempt hears of it and stops; its late outputs are refused and deleted.
+        if let Some(outcome) = &before.outcome {
+            outputs::delete(&self.runner.executor.storage, outcome.object_ids()).await;
         }
-        let job = self.jobs.get(&id)?;
-        let outputs = job.dismiss();
-        outputs::delete(&mut storage, wpsmesh_proto::process::object_ids(&outputs)).await;
-        info!(job = %job.id, "job dismissed");
+        info!(job = %id, was = %before.state(), "job dismissed");
+        let status = self.record(&id).await?.status;
         Ok(Response::new(wire::DismissResponse {
-            job: Some(job.status()),
+            job: Some(status.into()),
         }))
     }
 
@@ -238,11 +238,14 @@ impl process_service_server::ProcessService for ProcessService {
         &self,
         request: Request<wire::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        let id = request.into_inner().job_id;
-        let Some(job) = self.jobs.find(&id) else {
+        let id = job_id(&request.into_inner().job_id)?;
+        let Some(job) = self.runner.running.find(&id) else {
             // Running elsewhere (or finished): follow the store's record.
-            self.record(&id).await?.ok_or_else(|| not_found(&id))?;
-            return Ok(Response::new(Box::pin(poll_store(self.store.clone(), id))));
+            self.record(&id).await?;
+            return Ok(Response::new(Box::pin(poll_store(
+                self.store().clone(),
+                id,
+            ))));
         };
         let mut rx = job.subscribe();
         let stream = async_stream::stream! {
@@ -251,8 +254,8 @@ impl process_service_server::ProcessService for ProcessService {
                 let status = rx.borrow_and_update().clone();
                 let log_lines = job.log_since(sent);
                 sent += log_lines.len();
-                let done = is_terminal(status.state);
-                yield Ok(wire::WatchJobResponse { job: Some(status), log_lines });
+                let done = status.state.is_terminal();
+                yield Ok(wire::WatchJobResponse { job: Some(status.into()), log_lines });
                 if done || rx.changed().await.is_err() {
                     break;
                 }
@@ -268,15 +271,15 @@ const WATCH_POLL: Duration = Duration::from_millis(250);
 /// Status updates of a job followed through the store, until it ends.
 fn poll_store(
     store: Arc<dyn JobStore>,
-    id: String,
+    id: JobId,
 ) -> impl Stream<Item = Result<wire::WatchJobResponse, Status>> + Send {
     async_stream::stream! {
-        let mut last: Option<wire::JobStatus> = None;
+        let mut last: Option<JobStatus> = None;
         loop {
             let status = match store.get(&id).await {
                 Ok(Some(record)) => record.status,
                 Ok(None) => {
-                    yield Err(Status::from(not_found(&id)));
+                    yield Err(Status::from(NodeError::JobNotFound(id.to_string())));
                     break;
                 }
                 Err(e) => {
@@ -284,10 +287,10 @@ fn poll_store(
                     break;
                 }
             };
-            let done = is_terminal(status.state);
+            let done = status.state.is_terminal();
             if last.as_ref() != Some(&status) {
                 last = Some(status.clone());
-                yield Ok(wire::WatchJobResponse { job: Some(status), log_lines: vec![] });
+                yield Ok(wire::WatchJobResponse { job: Some(status.into()), log_lines: vec![] });
             }
             if done {
                 break;

@@ -7,6 +7,8 @@ use std::time::SystemTime;
 use crate::media::content_type_for;
 use crate::wire::storage::v1 as wire;
 
+pub mod client;
+
 /// Largest chunk accepted in an upload stream and sent in a download stream.
 pub const MAX_CHUNK: usize = 1024 * 1024;
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use wpsmesh_discovery::{ConsulConfig, STORAGE_SERVICE};
 
 /// Which backend holds the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -27,6 +28,10 @@ pub struct Config {
     pub max_object_size: u64,
     pub local: LocalConfig,
     pub s3: S3Config,
+    /// Registration in Consul as `wps-file-storage` (the service name unless set), with a gRPC
+    /// health check; off while `address` is empty (the embedded default).
+    #[serde(deserialize_with = "wpsmesh_discovery::storage_serde::consul")]
+    pub consul: ConsulConfig,
 }
 
 impl Default for Config {
@@ -37,6 +42,7 @@ impl Default for Config {
             max_object_size: 16 * 1024 * 1024 * 1024,
             local: LocalConfig::default(),
             s3: S3Config::default(),
+            consul: ConsulConfig::for_service(STORAGE_SERVICE),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! wpsmesh storage service: streams files over gRPC into S3/MinIO or a local directory.
 //!
 //! `run(config, listener, shutdown)` serves `wpsmesh.storage.v1.StorageService` with the
-//! standard health and reflection services on an already bound listener.
+//! standard health and reflection services on an already bound listener, registered in Consul as
+//! `wps-file-storage` when `[storage.consul] address` is set (deregistered before it stops).
 
 mod backend;
 mod config;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tracing::{info, warn};
+use wpsmesh_discovery::Registration;
 use wpsmesh_proto::wire::storage::v1::storage_service_server::StorageServiceServer;
 use wpsmesh_runtime::grpc;
 
@@ -74,8 +76,28 @@ pub async fn run(
         }
     });
 
-    info!(addr = %listener.local_addr()?, backend = ?config.backend, "storage listening");
-    grpc::serve(router, listener, shutdown).await?;
+    let addr = listener.local_addr()?;
+    let registration =
+        Registration::spawn(&config.consul, &config.consul.advertise_host(), addr.port())?;
+    info!(%addr, backend = ?config.backend, "storage listening");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut serving = tokio::spawn(grpc::serve(router, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let shutdown = std::pin::pin!(shutdown);
+    let failed = tokio::select! {
+        () = shutdown => None,
+        served = &mut serving => Some(served),
+    };
+    // Leave Consul first so callers stop routing here, then drain.
+    registration.deregister().await;
+    match failed {
+        Some(served) => served??,
+        None => {
+            let _ = stop_tx.send(());
+            serving.await??;
+        }
+    }
     info!("storage stopped");
     Ok(())
 }

@@ -20,13 +20,11 @@ use wpsmesh_jobstore::StoreKind;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
 use wpsmesh_proto::wire::process::v1::{
     ExecuteRequest, GetStatusRequest, Input, JobState, JobStatus, ListProcessesRequest, Reference,
-    SubmitRequest, input,
+    StoredObject, SubmitRequest, input, reference,
 };
-use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_runtime::grpc;
 use wpsmesh_tests::{RedisServer, data};
 
-const PUBLIC_URL: &str = "http://localhost:9000";
 /// The store's key prefix (the default), so the expiry set is `{wpsmesh}:expiry`.
 const PREFIX: &str = "wpsmesh";
 /// How often the bench looks at the expiry set while the throughput phase runs.
@@ -129,13 +127,18 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn centroids(href: &str) -> ExecuteRequest {
+/// native:centroids of stored object `object` (`{id}.{ext}`).
+fn centroids(object: &str) -> ExecuteRequest {
+    let (id, extension) = object.split_once('.').unwrap_or((object, ""));
     ExecuteRequest {
         process_id: "native:centroids".into(),
         inputs: vec![Input {
             id: "INPUT".into(),
             value: Some(input::Value::Reference(Reference {
-                href: href.into(),
+                source: Some(reference::Source::Object(StoredObject {
+                    id: id.into(),
+                    extension: extension.into(),
+                })),
                 format: None,
             })),
         }],
@@ -222,12 +225,10 @@ async fn start_node(
 ) -> anyhow::Result<(Node, String)> {
     let mut config = wpsmesh_node::Config {
         storage: storage.into(),
-        public_url: PUBLIC_URL.into(),
         work_dir: dir.join(format!("work-{i}")),
         ..Default::default()
     };
     config.pool.workers = 1;
-    config.fetch.public_urls = vec![PUBLIC_URL.into()];
     config.jobs.store = StoreKind::Redis;
     config.jobs.redis_url = redis_url.into();
     config.jobs.prefix = PREFIX.into();
@@ -381,9 +382,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let storage_uri = wpsmesh_storage::spawn_local(dir.path().join("storage")).await?;
     let redis_url = server.url();
-    let mut storage = StorageServiceClient::new(grpc::channel(&storage_uri)?);
-    let info = wpsmesh_node::outputs::upload_file(&mut storage, &points, "points.geojson").await?;
-    let href = format!("{PUBLIC_URL}/api/file/retrieve/{}.{}", info.id, info.format);
+    let storage = wpsmesh_node::outputs::Storage::new(grpc::channel(&storage_uri)?);
+    let info = wpsmesh_node::outputs::store_file(&storage, &points, "points.geojson").await?;
+    let href = format!("{}.{}", info.id, info.format);
     // Each phase gets two fresh, warmed-up nodes, so every phase starts with workers of the
     // same age (a worker slows down as it runs jobs, see "worker time by tenth" below).
     let start = |round| Mesh::start(round, dir.path(), &storage_uri, &redis_url, &href);

@@ -14,13 +14,11 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
 use wpsmesh_proto::wire::process::v1::{
-    ExecuteRequest, Input, ListProcessesRequest, LiteralValue, Reference, input,
+    ExecuteRequest, Input, ListProcessesRequest, LiteralValue, Reference, StoredObject, input,
+    reference,
 };
-use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_runtime::grpc;
 use wpsmesh_tests::data;
-
-const PUBLIC_URL: &str = "http://localhost:9000";
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -31,8 +29,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Starts storage and a node with `workers` workers; returns the node client and the href of
-/// the uploaded points.
+/// Starts storage and a node with `workers` workers; returns the node client and the stored
+/// points object.
 async fn start(
     workers: usize,
     dir: &Path,
@@ -42,12 +40,10 @@ async fn start(
 
     let mut config = wpsmesh_node::Config {
         storage: storage_uri.clone(),
-        public_url: PUBLIC_URL.into(),
         work_dir: dir.join(format!("work-{workers}")),
         ..Default::default()
     };
     config.pool.workers = workers;
-    config.fetch.public_urls = vec![PUBLIC_URL.into()];
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let uri = format!("http://{}", listener.local_addr()?);
     tokio::spawn(wpsmesh_node::run(config, listener, std::future::pending()));
@@ -57,22 +53,22 @@ async fn start(
         anyhow::ensure!(Instant::now() < deadline, "node did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut storage = StorageServiceClient::new(grpc::channel(&storage_uri)?);
-    let info = wpsmesh_node::outputs::upload_file(&mut storage, points, "points.geojson").await?;
-    Ok((
-        node,
-        format!("{PUBLIC_URL}/api/file/retrieve/{}.{}", info.id, info.format),
-    ))
+    let storage = wpsmesh_node::outputs::Storage::new(grpc::channel(&storage_uri)?);
+    let info = wpsmesh_node::outputs::store_file(&storage, points, "points.geojson").await?;
+    Ok((node, info.id.to_string()))
 }
 
-fn buffer(href: &str) -> ExecuteRequest {
+fn buffer(object: &str) -> ExecuteRequest {
     ExecuteRequest {
         process_id: "native:buffer".into(),
         inputs: vec![
             Input {
                 id: "INPUT".into(),
                 value: Some(input::Value::Reference(Reference {
-                    href: href.into(),
+                    source: Some(reference::Source::Object(StoredObject {
+                        id: object.into(),
+                        extension: "geojson".into(),
+                    })),
                     format: None,
                 })),
             },

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
 use wpsmesh_proto::wire::process::v1::{
-    ExecuteRequest, Input, ListProcessesRequest, LiteralValue, Reference, input,
+    ExecuteRequest, Input, ListProcessesRequest, LiteralValue, Reference, StoredObject, input,
+    reference,
 };
-use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_runtime::grpc;
 use wpsmesh_tests::data;
 
@@ -68,12 +68,10 @@ async fn start(dir: &Path) -> anyhow::Result<(String, String, String)> {
     let edge_url = format!("http://{}", edge_listener.local_addr()?);
     let mut node = wpsmesh_node::Config {
         storage: storage_uri.clone(),
-        public_url: edge_url.clone(),
         work_dir: dir.join("work"),
         ..Default::default()
     };
     node.pool.workers = 1;
-    node.fetch.public_urls = vec![edge_url.clone()];
     let node_listener = TcpListener::bind("127.0.0.1:0").await?;
     let node_uri = format!("http://{}", node_listener.local_addr()?);
     tokio::spawn(wpsmesh_node::run(
@@ -90,7 +88,6 @@ async fn start(dir: &Path) -> anyhow::Result<(String, String, String)> {
 
     let mut edge = wpsmesh_edge::Config {
         storage: storage_uri.clone(),
-        public_url: edge_url.clone(),
         ..Default::default()
     };
     edge.discovery.nodes = vec![node_uri.clone()];
@@ -102,7 +99,9 @@ async fn start(dir: &Path) -> anyhow::Result<(String, String, String)> {
     Ok((edge_url, node_uri, storage_uri))
 }
 
-fn buffer_request(href: &str) -> ExecuteRequest {
+/// The node-side form of the edge's request: INPUT the stored object `id` (the edge turns the
+/// href to its file API into it).
+fn buffer_request(id: &str) -> ExecuteRequest {
     let input = |id: &str, value| Input {
         id: id.into(),
         value: Some(value),
@@ -113,7 +112,10 @@ fn buffer_request(href: &str) -> ExecuteRequest {
             input(
                 "INPUT",
                 input::Value::Reference(Reference {
-                    href: href.into(),
+                    source: Some(reference::Source::Object(StoredObject {
+                        id: id.into(),
+                        extension: "geojson".into(),
+                    })),
                     format: None,
                 }),
             ),
@@ -186,15 +188,16 @@ async fn main() -> anyhow::Result<()> {
 
     // Execute: the same job straight to the node over gRPC and through the edge (WPS XML).
     let points = data::derive(dir.path(), "points.geojson", data::POINTS_SQL);
-    let mut storage = StorageServiceClient::new(grpc::channel(&storage_uri)?);
-    let info = wpsmesh_node::outputs::upload_file(&mut storage, &points, "points.geojson").await?;
+    let storage = wpsmesh_node::outputs::Storage::new(grpc::channel(&storage_uri)?);
+    let info = wpsmesh_node::outputs::store_file(&storage, &points, "points.geojson").await?;
     let href = format!("{edge}/api/file/retrieve/{}.geojson", info.id);
+    let object = info.id.to_string();
     let mut node = ProcessServiceClient::new(grpc::channel(&node_uri)?);
     let body = wps_execute_xml(&href);
     let (mut direct, mut through) = (Vec::new(), Vec::new());
     for i in 0..runs + 3 {
         let t = Instant::now();
-        node.execute(buffer_request(&href)).await?;
+        node.execute(buffer_request(&object)).await?;
         let d = t.elapsed();
         let t = Instant::now();
         let r = http

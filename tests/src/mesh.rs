@@ -77,29 +77,27 @@ impl Mesh {
         let lease = format!("{}s", LEASE.as_secs());
         let grace = format!("{}s", CANCEL_GRACE.as_secs());
         let nodes = futures::future::try_join_all((0..spec.nodes).map(|i| {
-            let mut launch = Launch::node(
-                dir.path(),
-                &format!("node-{i}"),
-                &storage.uri(),
-                &edge_urls[0],
-                &edge_urls,
-            )
-            .env("WPSMESH_NODE__JOBS__STORE", "redis")
-            .env("WPSMESH_NODE__JOBS__REDIS_URL", redis.url())
-            .env("WPSMESH_NODE__JOBS__LEASE", &lease)
-            .env("WPSMESH_NODE__JOBS__SWEEP_INTERVAL", "500ms")
-            .env("WPSMESH_NODE__POOL__CANCEL_GRACE", &grace);
+            let mut launch = Launch::node(dir.path(), &format!("node-{i}"), &storage.uri())
+                .env("WPSMESH_NODE__JOBS__STORE", "redis")
+                .env("WPSMESH_NODE__JOBS__REDIS_URL", redis.url())
+                .env("WPSMESH_NODE__JOBS__LEASE", &lease)
+                .env("WPSMESH_NODE__JOBS__SWEEP_INTERVAL", "500ms")
+                .env("WPSMESH_NODE__POOL__CANCEL_GRACE", &grace);
             for (k, v) in &spec.node_env {
                 launch = launch.env(k.clone(), v);
             }
             launch.start()
         }))
         .await?;
+        // Every edge serves the same storage: a file href through any of them is a stored object.
+        let hosts: Vec<String> = edge_urls.iter().map(|u| format!("{u:?}")).collect();
+        let hosts = format!("[{}]", hosts.join(", "));
         let edges = futures::future::try_join_all(spec.edges.iter().enumerate().map(|(i, of)| {
             let uris: Vec<String> = of.iter().map(|&n| nodes[n].uri()).collect();
             Launch::edge(dir.path(), &format!("edge-{i}"), &storage.uri(), &uris)
                 .port(edge_ports[i])
                 .env("WPSMESH_EDGE__PUBLIC_URL", &edge_urls[i])
+                .env("WPSMESH_EDGE__FILE_HOSTS", &hosts)
                 .start()
         }))
         .await?;

@@ -60,24 +60,11 @@ impl Launch {
             )
     }
 
-    /// `wpsmesh node` with one worker, `storage` (a gRPC URI), output hrefs under `public_url`
-    /// and storage hrefs of every base in `public_urls` read over gRPC; named `127.0.0.1:PORT`
-    /// in job records. Add `WPSMESH_NODE__JOBS__*` with [`Launch::env`].
-    pub fn node(
-        dir: &Path,
-        name: &str,
-        storage: &str,
-        public_url: &str,
-        public_urls: &[String],
-    ) -> Self {
-        let bases: Vec<String> = public_urls.iter().map(|u| format!("{u:?}")).collect();
+    /// `wpsmesh node` with one worker and `storage` (a gRPC URI); named `127.0.0.1:PORT` in job
+    /// records. Add `WPSMESH_NODE__JOBS__*` with [`Launch::env`].
+    pub fn node(dir: &Path, name: &str, storage: &str) -> Self {
         Self::new(Kind::Node, dir, name)
             .env("WPSMESH_NODE__STORAGE", storage)
-            .env("WPSMESH_NODE__PUBLIC_URL", public_url)
-            .env(
-                "WPSMESH_NODE__FETCH__PUBLIC_URLS",
-                format!("[{}]", bases.join(", ")),
-            )
             .env(
                 "WPSMESH_NODE__WORK_DIR",
                 dir.join(format!("{name}-work")).to_string_lossy(),

@@ -188,6 +188,38 @@ async fn a_job_submitted_through_one_edge_is_followed_through_another_edge_and_n
     assert_eq!(status, 200, "{href}");
     assert_eq!(feature_count(&bytes), 240);
 
+    // A synchronous Execute through edge 0 (node 0) is a job record like any other: node 1 and
+    // edge 1 answer for it once it has answered, with the same node and outputs.
+    let sync = m
+        .http
+        .post(format!("{}/api/wps/jobs", m.edges[0].uri()))
+        .json(&buffer(&points))
+        .send()
+        .await
+        .expect("sync execute");
+    assert_eq!(sync.status(), 200);
+    let sync: Value = sync.json().await.expect("sync answer");
+    assert_eq!(sync["status"]["status"], "succeeded", "{sync}");
+    let id = sync["jobID"].as_str().expect("jobID").to_owned();
+    let seen = m
+        .grpc_status(1, &id)
+        .await
+        .expect("node 1 knows the sync job");
+    assert_eq!(
+        (seen.state(), seen.node.as_str(), seen.attempt),
+        (JobState::Successful, sync["node"].as_str().unwrap_or(""), 1),
+        "{seen:?}"
+    );
+    let (status, _, job) = m.job(1, &id).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"]["status"], "succeeded", "{job}");
+    // The same stored output, as a URL of the edge that answers.
+    assert_eq!(
+        object_of(&output_href(&job)),
+        object_of(&output_href(&sync))
+    );
+    assert!(output_href(&job).starts_with(&m.edges[1].uri()), "{job}");
+
     // An id nobody issued: 404 NoSuchJob, through either edge.
     let (status, _, body) = m.job(1, "0123456789abcdef0123456789abcdef").await;
     assert_eq!(status, 404, "{body}");

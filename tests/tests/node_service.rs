@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tonic::Code;
 use wpsmesh_proto::wire::process::v1::{
-    self as wire, ExecuteRequest, Format, Input, JobState, Reference, input, input_description,
+    self as wire, ExecuteRequest, Format, Input, JobState, input, input_description,
 };
 use wpsmesh_tests::formats::{assert_close, qgis_process, raster_checksum, stats, zip_of};
 
@@ -210,17 +210,16 @@ fn shapefile_entries(prefix: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn typed_reference(id: &str, href: &str, mime_type: &str) -> Input {
-    Input {
-        id: id.into(),
-        value: Some(input::Value::Reference(Reference {
-            href: href.into(),
-            format: Some(Format {
-                mime_type: mime_type.into(),
-                ..Default::default()
-            }),
-        })),
+/// [`reference`] with a declared media type.
+fn typed_reference(id: &str, target: &str, mime_type: &str) -> Input {
+    let mut input = reference(id, target);
+    if let Some(input::Value::Reference(r)) = &mut input.value {
+        r.format = Some(Format {
+            mime_type: mime_type.into(),
+            ..Default::default()
+        });
     }
+    input
 }
 
 /// Zipped shapefiles, flat, nested or several for a multi-layer input, by reference and by

@@ -42,22 +42,17 @@ async fn workers_ignore_the_callers_python() {
         .expect("storage starts");
     let edge_port = wpsmesh_tests::free_port();
     let edge_url = format!("http://127.0.0.1:{edge_port}");
-    let node = Launch::node(
-        dir.path(),
-        "node",
-        &storage.uri(),
-        &edge_url,
-        std::slice::from_ref(&edge_url),
-    )
-    .env("PATH", &path)
-    .env("VIRTUAL_ENV", venv.to_string_lossy())
-    .env("PYTHONHOME", venv.to_string_lossy())
-    .env("PYTHONPATH", bin.to_string_lossy())
-    .start()
-    .await
-    .expect("node starts its workers with the venv first on PATH");
+    let node = Launch::node(dir.path(), "node", &storage.uri())
+        .env("PATH", &path)
+        .env("VIRTUAL_ENV", venv.to_string_lossy())
+        .env("PYTHONHOME", venv.to_string_lossy())
+        .env("PYTHONPATH", bin.to_string_lossy())
+        .start()
+        .await
+        .expect("node starts its workers with the venv first on PATH");
     let edge = Launch::edge(dir.path(), "edge", &storage.uri(), &[node.uri()])
         .port(edge_port)
+        .env("WPSMESH_EDGE__PUBLIC_URL", &edge_url)
         .start()
         .await
         .expect("edge starts");

@@ -19,9 +19,9 @@ use axum::routing::{delete, get, put};
 use serde_json::{Value, json};
 use tonic::Code;
 use tracing::{info, warn};
-use wpsmesh_proto::storage::ObjectId;
+use wpsmesh_proto::storage::client::{StorageError, Violation};
+use wpsmesh_proto::storage::{ObjectId, ObjectInfo};
 use wpsmesh_proto::text;
-use wpsmesh_proto::wire::storage::v1::ObjectInfo;
 
 pub use storage::{DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Storage};
 
@@ -124,6 +124,32 @@ impl FileError {
             _ => Self::new(http, message),
         }
     }
+
+    /// Maps a storage failure: a status as [`FileError::from_status`]; storage answering
+    /// without the object's metadata (or with metadata that does not check) is 502, another
+    /// breach of the contract a 500.
+    pub(crate) fn from_storage(e: &StorageError) -> Self {
+        match e {
+            StorageError::Status(status) => Self::from_status(status),
+            StorageError::Violation(Violation::NoObject) => {
+                Self::new(StatusCode::BAD_GATEWAY, "storage answered without metadata")
+            }
+            StorageError::Violation(Violation::Invalid(invalid)) => {
+                warn!(error = %invalid, "storage answered with invalid metadata");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("storage answered with invalid metadata: {invalid}"),
+                )
+            }
+            StorageError::Violation(v) => {
+                warn!(error = %v, "storage call failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("file storage failed: {v}"),
+                )
+            }
+        }
+    }
 }
 
 impl IntoResponse for FileError {
@@ -152,7 +178,7 @@ pub(crate) fn success(message: &str, data: Value) -> Json<Value> {
 /// An object's metadata in the original `data` shape.
 pub(crate) fn object_data(o: &ObjectInfo) -> Value {
     json!({
-        "name": o.id,
+        "name": o.id.as_str(),
         "format": o.format,
         "length": o.length,
         "objectName": o.object_name,
@@ -180,12 +206,10 @@ async fn find(
     let id = parse_id(&path_param(path)?)?;
     let object = state
         .storage
-        .stat(&id.to_string())
+        .client()
+        .stat(id)
         .await
-        .map_err(|s| FileError::from_status(&s))?
-        .ok_or_else(|| {
-            FileError::new(StatusCode::BAD_GATEWAY, "storage answered without metadata")
-        })?;
+        .map_err(|e| FileError::from_storage(&e))?;
     Ok(success("file found", object_data(&object)))
 }
 
@@ -197,9 +221,10 @@ async fn remove(
     let id = parse_id(&path_param(path)?)?;
     state
         .storage
-        .delete(&id.to_string())
+        .client()
+        .delete(id)
         .await
-        .map_err(|s| FileError::from_status(&s))?;
+        .map_err(|e| FileError::from_storage(&e))?;
     info!(object = %id, "file deleted");
     Ok(success("file deleted", Value::Null))
 }

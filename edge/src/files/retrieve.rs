@@ -7,7 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wpsmesh_proto::media::content_type_for;
-use wpsmesh_proto::wire::storage::v1::ObjectInfo;
+use wpsmesh_proto::storage::ObjectInfo;
+use wpsmesh_proto::storage::client::{StorageError, Violation};
 
 use super::range::RangeSpec;
 use super::{FileError, Shared, parse_id, path_param};
@@ -33,11 +34,10 @@ pub(super) async fn retrieve(
     let (offset, length) = match range {
         None => (0, None),
         Some(spec) => {
-            let info = storage
-                .stat(&id.to_string())
-                .await
-                .map_err(|s| FileError::from_status(&s))?
-                .ok_or_else(missing_metadata)?;
+            let info = storage.client().stat(id).await.map_err(|e| match e {
+                StorageError::Violation(Violation::NoObject) => missing_metadata(),
+                e => FileError::from_storage(&e),
+            })?;
             check_extension(&info, ext)?;
             match spec.resolve(info.length) {
                 Some((offset, length)) => (offset, Some(length)),

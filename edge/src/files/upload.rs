@@ -12,16 +12,14 @@ use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tracing::{debug, info};
-use wpsmesh_proto::storage::MAX_CHUNK;
+use wpsmesh_proto::storage::ObjectInfo;
+use wpsmesh_proto::storage::client::UploadError;
 use wpsmesh_proto::text::shown;
-use wpsmesh_proto::wire::storage::v1::{ObjectInfo, UploadMetadata, UploadRequest, upload_request};
 
-use super::storage::{deadline_missed, within};
 use super::{FileError, Shared, Storage, object_data, retrieve_url, success};
 
 /// Room for the multipart boundaries and part headers around the file.
@@ -84,7 +82,7 @@ pub(super) async fn upload(
         let object = result?;
         info!(object = %object.id, name = %shown(&name), length = object.length, "file uploaded");
         let mut data = object_data(&object);
-        data["url"] = retrieve_url(&state.public_url, &object.id, &object.format).into();
+        data["url"] = retrieve_url(&state.public_url, object.id.as_str(), &object.format).into();
         return Ok(success("file uploaded", data));
     }
 }
@@ -96,105 +94,41 @@ async fn store(
     name: &str,
     max: u64,
 ) -> Result<ObjectInfo, FileError> {
-    let (tx, rx) = mpsc::channel::<Option<UploadRequest>>(2);
-    let metadata = UploadRequest {
-        part: Some(upload_request::Part::Metadata(UploadMetadata {
-            name: name.to_owned(),
-            ..Default::default()
-        })),
-    };
-    tx.send(Some(metadata))
+    storage
+        .client()
+        .upload(name, None, limited(field, max))
         .await
-        .map_err(|_| FileError::new(StatusCode::INTERNAL_SERVER_ERROR, "upload channel closed"))?;
-    let mut client = storage.client();
-    let call = client.upload(requests(rx));
-    let pump = pump(field, tx, max, storage.idle());
-    tokio::pin!(call, pump);
-    let answer = tokio::select! {
-        result = &mut pump => match result {
-            Ok(total) => {
-                debug!(name = %shown(name), bytes = total, "upload sent to storage");
-                // Everything sent: storage has the idle timeout to answer.
-                within(storage.idle(), call).await
-            }
-            // Storage stopped reading: its answer says why.
-            Err(None) => within(storage.idle(), call).await,
-            // Dropping `call` and the sender without the end mark aborts the upload.
-            Err(Some(e)) => return Err(e),
-        },
-        result = &mut call => result,
-    };
-    let object = answer
-        .map_err(|s| FileError::from_status(&s))?
-        .into_inner()
-        .object;
-    object
-        .ok_or_else(|| FileError::new(StatusCode::BAD_GATEWAY, "storage answered without metadata"))
+        .map_err(|e| match e {
+            UploadError::Source(e) => e,
+            UploadError::Storage(e) => FileError::from_storage(&e),
+        })
 }
 
-/// The upload messages: what the pump sends, up to its end mark (`None`). A sender dropped
-/// before the end mark means the edge gave up: an empty message follows, which storage refuses,
-/// aborting the upload.
-fn requests(
-    mut rx: mpsc::Receiver<Option<UploadRequest>>,
-) -> impl Stream<Item = UploadRequest> + Send + 'static {
+/// The field's bytes, failing with a 413 past `max` bytes (which aborts the upload).
+fn limited(mut field: Field<'_>, max: u64) -> impl Stream<Item = Result<Bytes, FileError>> + '_ {
     async_stream::stream! {
+        let mut total = 0u64;
         loop {
-            match rx.recv().await {
-                Some(Some(message)) => yield message,
-                Some(None) => break,
-                None => {
-                    yield UploadRequest { part: None };
+            match field.chunk().await {
+                Ok(Some(bytes)) => {
+                    total += bytes.len() as u64;
+                    if total > max {
+                        yield Err(FileError::too_large(max));
+                        break;
+                    }
+                    yield Ok(bytes);
+                }
+                Ok(None) => {
+                    debug!(bytes = total, "upload read");
+                    break;
+                }
+                Err(e) => {
+                    yield Err(form_error(e));
                     break;
                 }
             }
         }
     }
-}
-
-/// Reads the field and sends it in chunks of up to 1 MiB, then the end mark. `Err(None)` when
-/// storage stopped reading; a 503 when it took none of a chunk for `idle`.
-async fn pump(
-    mut field: Field<'_>,
-    tx: mpsc::Sender<Option<UploadRequest>>,
-    max: u64,
-    idle: Duration,
-) -> Result<u64, Option<FileError>> {
-    let send = |message: Option<UploadRequest>| {
-        let tx = tx.clone();
-        async move {
-            match tokio::time::timeout(idle, tx.send(message)).await {
-                Ok(sent) => sent.map_err(|_| None::<FileError>),
-                Err(elapsed) => Err(Some(FileError::from_status(&deadline_missed(elapsed)))),
-            }
-        }
-    };
-    let chunk = |bytes: Bytes| {
-        Some(UploadRequest {
-            part: Some(upload_request::Part::Chunk(bytes)),
-        })
-    };
-    let mut total = 0u64;
-    let mut buf = BytesMut::new();
-    while let Some(bytes) = field.chunk().await.map_err(|e| Some(form_error(e)))? {
-        total += bytes.len() as u64;
-        if total > max {
-            return Err(Some(FileError::too_large(max)));
-        }
-        if buf.is_empty() && bytes.len() == MAX_CHUNK {
-            send(chunk(bytes)).await?;
-            continue;
-        }
-        buf.extend_from_slice(&bytes);
-        while buf.len() >= MAX_CHUNK {
-            send(chunk(buf.split_to(MAX_CHUNK).freeze())).await?;
-        }
-    }
-    if !buf.is_empty() {
-        send(chunk(buf.freeze())).await?;
-    }
-    send(None).await?;
-    Ok(total)
 }
 
 /// A broken or malformed form.

@@ -1,30 +1,18 @@
 //! Discovery and balancing settings of the edge (the `[edge.discovery]` section): where the node
-//! set comes from (a static list, Consul or DNS) and how nodes are health-checked and retried.
+//! set comes from (a static list, Consul or DNS, read by `wpsmesh-discovery`) and how nodes are
+//! health-checked and retried.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wpsmesh_runtime::consul::ConsulConfig;
-
-/// Where the set of nodes comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DiscoveryKind {
-    /// [`DiscoveryConfig::nodes`]: the embedded default.
-    #[default]
-    Static,
-    /// Passing instances of [`ConsulConfig::service`] (`wps-node`), watched with blocking queries.
-    Consul,
-    /// A DNS name re-resolved every [`DnsConfig::interval`] (A/AAAA or SRV), e.g. a Kubernetes
-    /// headless service.
-    Dns,
-}
+use wpsmesh_discovery::{ConsulConfig, Discovery, DiscoveryKind, DnsConfig};
 
 /// Node discovery, health checking and retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
+    /// Where the node set comes from: `static` ([`DiscoveryConfig::nodes`]), `consul` (passing
+    /// instances of `wps-node`) or `dns`.
     pub kind: DiscoveryKind,
     /// Node gRPC URIs for `kind = "static"`, e.g. `http://127.0.0.1:8001`.
     pub nodes: Vec<String>,
@@ -58,6 +46,18 @@ pub struct DiscoveryConfig {
     pub retry_after: u32,
 }
 
+impl DiscoveryConfig {
+    /// The node source as the discovery crate reads it (`nodes` are the static members).
+    pub fn source(&self) -> Discovery {
+        Discovery {
+            kind: self.kind,
+            members: self.nodes.clone(),
+            dns: self.dns.clone(),
+            consul: self.consul.clone(),
+        }
+    }
+}
+
 impl Default for DiscoveryConfig {
     fn default() -> Self {
         Self {
@@ -79,58 +79,6 @@ impl Default for DiscoveryConfig {
     }
 }
 
-/// Which records name the nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DnsRecord {
-    /// SRV when the name starts with `_` (`_grpc._tcp.wps-node.ns.svc.cluster.local`), else A/AAAA.
-    #[default]
-    Auto,
-    /// A and AAAA records (through the system resolver), each address a node on [`DnsConfig::port`].
-    A,
-    /// SRV records: each target and port a node.
-    Srv,
-}
-
-/// DNS discovery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DnsConfig {
-    /// The name to resolve, e.g. `wps-node.wpsmesh.svc.cluster.local`.
-    pub name: String,
-    /// The nodes' gRPC port for A/AAAA records (SRV records carry their own).
-    pub port: u16,
-    pub record: DnsRecord,
-    /// How often the name is resolved again.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// Name servers for SRV queries (`ip:port`); empty uses the system's (`/etc/resolv.conf`).
-    pub nameservers: Vec<SocketAddr>,
-}
-
-impl Default for DnsConfig {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            port: 8001,
-            record: DnsRecord::Auto,
-            interval: Duration::from_secs(10),
-            nameservers: Vec::new(),
-        }
-    }
-}
-
-impl DnsConfig {
-    /// Whether SRV records are queried.
-    pub fn uses_srv(&self) -> bool {
-        match self.record {
-            DnsRecord::Auto => self.name.starts_with('_'),
-            DnsRecord::A => false,
-            DnsRecord::Srv => true,
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -142,6 +90,7 @@ mod tests {
         assert_eq!(c.kind, DiscoveryKind::Static);
         assert_eq!(c.nodes, ["http://127.0.0.1:8001", "http://127.0.0.1:8002"]);
         assert_eq!(c.consul.service, "wps-node");
+        assert_eq!(c.source().members, c.nodes);
     }
 
     #[test]
@@ -159,6 +108,7 @@ mod tests {
         assert_eq!(c.health_interval, Duration::from_secs(1));
         assert_eq!(c.call_timeout, Duration::from_secs(2));
         assert_eq!(c.execute_timeout, Duration::from_secs(3600));
+        assert_eq!(c.source().kind, DiscoveryKind::Dns);
         let plain = DnsConfig {
             name: "wps-node".into(),
             ..DnsConfig::default()

@@ -1,5 +1,6 @@
-//! The edge's view of the processing nodes: discovery (static, Consul, DNS), per-node health
-//! checks, power-of-two-choices balancing over in-flight calls, and retries of idempotent calls.
+//! The edge's view of the processing nodes: discovery (static, Consul, DNS, through
+//! `wpsmesh-discovery`), per-node health checks, power-of-two-choices balancing over in-flight
+//! calls, and retries of idempotent calls.
 //!
 //! Balancing is done here rather than by tonic's `Channel::balance_channel` (tower's p2c
 //! `Balance`): that one waits forever when no endpoint is ready (the edge must answer ServerBusy
@@ -33,9 +34,9 @@ use attempt::attempt;
 use crate::ows::OwsError;
 
 pub use channel::{NodeChannel, NodeStats};
-pub use config::{DiscoveryConfig, DiscoveryKind, DnsConfig, DnsRecord};
-pub use discovery::DiscoveryError;
+pub use config::DiscoveryConfig;
 pub(crate) use pool::check as check_health;
+pub use wpsmesh_discovery::{ConsulConfig, DiscoveryError, DiscoveryKind, DnsConfig, DnsRecord};
 
 /// Largest message to or from a node (inline complex inputs and outputs), as the node allows.
 pub const MAX_NODE_MESSAGE: usize = 64 * 1024 * 1024;

@@ -1,6 +1,6 @@
 //! `/api/wps`: KVP (GET) and XML (POST) requests of both versions, parsed, answered from the
 //! catalog cache or by calling a node, and written in the request's version; every error an
-//! OWS ExceptionReport with its HTTP status; asynchronous jobs in `wps::async_jobs`.
+//! OWS ExceptionReport with its HTTP status; asynchronous jobs in `jobs::wps1`/`jobs::wps2`.
 
 use std::sync::Arc;
 
@@ -12,17 +12,16 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tracing::info;
-use wpsmesh_proto::wire::process::v1::{self as wire, output};
+use wpsmesh_proto::process::{Output, OutputValue};
 
-use super::async_jobs::{
-    expiry, job_operation, status_info, status_location, submit, v1_document, v1_status,
-};
 use super::model::{Execute, ResponseForm, Version, WpsRequest};
 use super::request::{parse_kvp, parse_xml, resolve_bboxes};
 use super::{Service, v1, v2};
 use crate::catalog::Catalog;
 use crate::files::Storage;
-use crate::jobs;
+use crate::jobs::wps1::{job_operation, status_location, submit, v1_document, v1_status};
+use crate::jobs::wps2::status_response;
+use crate::jobs::{self, OwnFiles};
 use crate::metrics::job_call;
 use crate::nodes::Nodes;
 use crate::ows::{OwsCode, OwsError};
@@ -33,6 +32,8 @@ pub struct WpsState {
     pub storage: Storage,
     pub service: Service,
     pub catalog: Catalog,
+    /// This edge's own file hrefs (made storage references) and the public URL of outputs.
+    pub files: OwnFiles,
     pub max_body: usize,
 }
 
@@ -152,23 +153,28 @@ async fn dispatch(state: &WpsState, request: WpsRequest) -> Answer {
             let job = jobs::status(&state.nodes, &job_id)
                 .await
                 .map_err(|e| (version, e))?;
-            Ok(status_info(&job))
+            Ok(status_response(&job))
         }
         WpsRequest::GetResult { version, job_id } => {
             let result = jobs::result(&state.nodes, &job_id)
                 .await
                 .map_err(|e| (version, e))?;
-            let job = result.job.unwrap_or_default();
+            let job = &result.status;
             Ok(xml_response(
                 StatusCode::OK,
-                v2::result(&job.job_id, expiry(&job), &result.outputs),
+                v2::result(
+                    job.job_id.as_str(),
+                    job.expires_at,
+                    &result.outputs,
+                    state.files.public_url(),
+                ),
             ))
         }
         WpsRequest::Dismiss { version, job_id } => {
             let job = jobs::dismiss(&state.nodes, &job_id)
                 .await
                 .map_err(|e| (version, e))?;
-            Ok(status_info(&job))
+            Ok(status_response(&job))
         }
     }
 }
@@ -258,8 +264,8 @@ async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsErro
     }
     let request = execute.request.clone();
     let process = request.process_id.clone();
-    let result = state.nodes.execute(request).await?;
-    let job = result.job.clone().unwrap_or_default();
+    let result = jobs::execute(&state.nodes, &state.files, request).await?;
+    let job = &result.status;
     info!(process = %process, job = %job.job_id, "wps execute done");
     match execute.response {
         ResponseForm::Raw { output } => raw_output(state, &result.outputs, &output).await,
@@ -267,13 +273,18 @@ async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsErro
             let doc = match execute.version {
                 Version::V100 => v1_document(
                     state,
-                    &job,
+                    job,
                     Some(&description),
                     &result.outputs,
                     lineage,
                     None,
                 ),
-                Version::V200 => v2::result(&job.job_id, expiry(&job), &result.outputs),
+                Version::V200 => v2::result(
+                    job.job_id.as_str(),
+                    job.expires_at,
+                    &result.outputs,
+                    state.files.public_url(),
+                ),
             };
             Ok(xml_response(StatusCode::OK, doc))
         }
@@ -281,25 +292,16 @@ async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsErro
 }
 
 /// The bytes of one output: a stored file streamed from storage, an inline value, a literal.
-async fn raw_output(
-    state: &WpsState,
-    outputs: &[wire::Output],
-    id: &str,
-) -> Result<Response, OwsError> {
+async fn raw_output(state: &WpsState, outputs: &[Output], id: &str) -> Result<Response, OwsError> {
     let out = outputs
         .iter()
         .find(|o| o.id == id)
         .ok_or_else(|| OwsError::invalid(id, format!("the process gave no output {id}")))?;
     match &out.value {
-        Some(output::Value::Reference(r)) => {
-            let mime = r
-                .format
-                .as_ref()
-                .map(|f| f.mime_type.clone())
-                .unwrap_or_default();
-            stream_object(&state.storage, &r.object_id, &mime).await
+        OutputValue::Stored(file) => {
+            stream_object(&state.storage, file.id.as_str(), &file.format.mime_type).await
         }
-        Some(output::Value::Complex(c)) => {
+        OutputValue::Inline(c) => {
             let mime = c
                 .format
                 .as_ref()
@@ -307,18 +309,17 @@ async fn raw_output(
                 .unwrap_or("application/octet-stream");
             Ok(bytes_response(mime, c.data.clone()))
         }
-        Some(output::Value::Literal(l)) => Ok(bytes_response(
+        OutputValue::Literal(l) => Ok(bytes_response(
             "text/plain; charset=utf-8",
             Bytes::from(l.value.clone()),
         )),
-        Some(output::Value::BoundingBox(b)) => {
-            let text = format!("{:?},{:?},{}", b.lower_corner, b.upper_corner, b.crs);
+        OutputValue::BoundingBox(b) => {
+            let text = format!("{:?},{:?},{}", b.lower, b.upper, b.crs);
             Ok(bytes_response(
                 "text/plain; charset=utf-8",
                 Bytes::from(text),
             ))
         }
-        None => Err(OwsError::internal(format!("output {id} has no value"))),
     }
 }
 
@@ -350,7 +351,7 @@ fn bytes_response(mime: &str, bytes: Bytes) -> Response {
     response
 }
 
-pub(super) fn xml_response(status: StatusCode, doc: impl Into<Body>) -> Response {
+pub(crate) fn xml_response(status: StatusCode, doc: impl Into<Body>) -> Response {
     let mut response = (status, doc.into()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

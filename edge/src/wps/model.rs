@@ -1,7 +1,7 @@
 //! WPS requests as the edge understands them, whatever their version and encoding (KVP or XML):
 //! parsed into these types on receipt, executed against nodes, answered by the version's writer.
 
-use wpsmesh_proto::wire::process::v1 as wire;
+use wpsmesh_proto::process::ExecuteRequest;
 
 /// The WPS version a request is answered in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub struct Execute {
     pub version: Version,
     /// Process id, inputs and requested outputs (id, format, as_reference), ready for a node.
     /// Complex values given inline arrive decoded (base64 already undone).
-    pub request: wire::ExecuteRequest,
+    pub request: ExecuteRequest,
     pub mode: Mode,
     pub response: ResponseForm,
 }

@@ -3,8 +3,9 @@
 //! failed, killed and restarted at will; and the helpers that start a node pool over fakes.
 //! Execute takes its cue from the DISTANCE literal: a number succeeds, anything else is an
 //! INVALID_ARGUMENT quoting the value whole (as nodes once did), and `status-bytes:N`,
-//! `output-bytes:N` and `storage-down` answer with an N-byte status message, an N-byte inline
-//! output, and UNAVAILABLE blaming storage.
+//! `output-bytes:N`, `storage-down` and `bad-answer` answer with an N-byte status message, an
+//! N-byte inline output, UNAVAILABLE blaming storage, and an output naming no valid object. File outputs are storage object ids ([`OUTPUT_ID`]):
+//! the edge builds their hrefs from its public URL.
 
 // Each test crate uses its own part of this module.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -68,6 +69,23 @@ pub fn summary(name: &str) -> ProcessSummary {
 /// The job id fake nodes hand out.
 pub const JOB: &str = "0123456789abcdef0123456789abcdef";
 
+/// The storage object of the file output of a fake Execute (a `.geojson`).
+pub const OUTPUT_ID: &str = "0123456789abcdef0123456789abcdef";
+
+/// The status of a job of `process` that `node` ran to success.
+fn succeeded(process: &str, node: &str) -> JobStatus {
+    JobStatus {
+        job_id: JOB.into(),
+        process_id: process.into(),
+        state: JobState::Successful as i32,
+        percent_done: 100,
+        message: "process finished".into(),
+        finished_at: Some(std::time::SystemTime::now().into()),
+        node: node.into(),
+        ..Default::default()
+    }
+}
+
 pub fn with_locator(mut status: Status, locator: &str) -> Status {
     status
         .metadata_mut()
@@ -105,10 +123,24 @@ fn cue(value: &str) -> Option<Result<Response<ExecuteResponse>, Status>> {
     }
     if let Some(n) = bytes("output-bytes:") {
         return Some(Ok(Response::new(ExecuteResponse {
+            job: Some(succeeded("native:buffer", "fake")),
             outputs: vec![Output {
                 id: "OUTPUT".into(),
                 value: Some(output::Value::Complex(ComplexValue {
                     data: vec![b'x'; n].into(),
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        })));
+    }
+    if value == "bad-answer" {
+        return Some(Ok(Response::new(ExecuteResponse {
+            job: Some(succeeded("native:buffer", "fake")),
+            outputs: vec![Output {
+                id: "OUTPUT".into(),
+                value: Some(output::Value::Reference(FileReference {
+                    object_id: "../../etc/passwd".into(),
                     ..Default::default()
                 })),
             }],
@@ -196,24 +228,14 @@ impl ProcessService for Fake {
             ));
         }
         Ok(Response::new(ExecuteResponse {
-            job: Some(JobStatus {
-                job_id: "job-1".into(),
-                process_id: request.process_id,
-                state: JobState::Successful as i32,
-                percent_done: 100,
-                message: "process finished".into(),
-                finished_at: Some(std::time::SystemTime::now().into()),
-                node: self.name.clone(),
-                ..Default::default()
-            }),
+            job: Some(succeeded(&request.process_id, &self.name)),
             outputs: vec![Output {
                 id: "OUTPUT".into(),
                 value: Some(output::Value::Reference(FileReference {
-                    object_id: "0123456789abcdef0123456789abcdef".into(),
-                    href: "http://edge/api/file/retrieve/0123456789abcdef0123456789abcdef.geojson"
-                        .into(),
+                    object_id: OUTPUT_ID.into(),
                     format: Some(Format {
                         mime_type: "application/geo+json".into(),
+                        extension: "geojson".into(),
                         ..Default::default()
                     }),
                     size: 10,

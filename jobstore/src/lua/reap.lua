@@ -8,12 +8,18 @@ local ttl = tonumber(ARGV[5])
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)) do
   redis.call('ZREM', KEYS[1], id)
   local job = ARGV[1] .. id
-  local f = redis.call('HMGET', job, 'state', 'attempt', 'node', 'released')
+  local f = redis.call('HMGET', job, 'state', 'attempt', 'node', 'released', 'sync')
   if f[1] == '2' then
     local attempt = tonumber(f[2])
     local node = f[3] or ''
+    if f[5] == '1' then
+      -- A synchronous job: its caller is gone with the node, nothing can run it again.
+      redis.call('HSET', job, 'state', 4, 'finished', now, 'expires', now + ttl, 'message',
+        'node ' .. node .. ' stopped renewing its lease (node lost or stalled); a synchronous job is not run again')
+      keep(job, KEYS[3], id, ttl)
+      table.insert(out, {id, node, attempt, 0})
     -- Attempts handed back by their node (release) do not count.
-    if attempt - (tonumber(f[4]) or 0) < max then
+    elseif attempt - (tonumber(f[4]) or 0) < max then
       redis.call('HSET', job, 'state', 1, 'worker', '', 'message',
         'queued again: node ' .. node .. ' stopped renewing its lease on attempt ' .. attempt)
       redis.call('XADD', KEYS[2], '*', 'id', id)

@@ -1,12 +1,12 @@
 //! The Redis store against a real `redis-server`: answers parsed, the contract kept, and an
-//! outage told at once, naming what happened.
+//! outage told at once, naming what happened; stored fields the domain types refuse are corrupt.
 
 use std::time::Instant;
 
 use wpsmesh_tests::RedisServer;
 
 use super::*;
-use crate::{StoreKind, new_job_id};
+use crate::StoreKind;
 
 #[test]
 fn queue_entries_are_read_from_xreadgroup_answers() {
@@ -32,7 +32,7 @@ async fn the_redis_store_keeps_the_contract() {
             let config = JobsConfig {
                 store: StoreKind::Redis,
                 redis_url: url,
-                prefix: new_job_id(),
+                prefix: JobId::random().to_string(),
                 ttl: limits.ttl,
                 max_queued: limits.max_queued,
                 max_attempts: limits.max_attempts,
@@ -48,7 +48,7 @@ async fn store(url: &str) -> RedisStore {
     let config = JobsConfig {
         store: StoreKind::Redis,
         redis_url: url.to_owned(),
-        prefix: new_job_id(),
+        prefix: JobId::random().to_string(),
         ..JobsConfig::default()
     };
     RedisStore::connect(&config).await.expect("connect")
@@ -56,10 +56,12 @@ async fn store(url: &str) -> RedisStore {
 
 fn job() -> NewJob {
     NewJob {
-        id: new_job_id(),
-        request: wire::ExecuteRequest {
+        id: JobId::random(),
+        request: ExecuteRequest {
             process_id: "native:buffer".into(),
-            ..Default::default()
+            inputs: vec![],
+            outputs: vec![],
+            timeout: None,
         },
     }
 }
@@ -98,7 +100,7 @@ async fn while_redis_is_away_calls_fail_at_once_saying_why() {
     assert!(store.get(&submitted.id).await.expect("get").is_some());
     let wait = Duration::from_secs(1);
     let claimed = store.claim("n1", wait, wait).await.expect("claim");
-    assert_eq!(claimed.map(|c| c.lease.job_id), Some(submitted.id.clone()));
+    assert_eq!(claimed.map(|c| c.lease.job_id), Some(submitted.id));
 
     redis.stop().expect("redis stops");
     // Plain commands, scripts and the blocking queue read (a connection of its own).
@@ -121,4 +123,53 @@ async fn while_redis_is_away_calls_fail_at_once_saying_why() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     store.submit(job()).await.expect("submit after the restart");
+}
+
+#[tokio::test]
+async fn stored_fields_the_domain_types_refuse_are_corrupt() {
+    let redis = RedisServer::start().expect("redis-server");
+    let store = store(&redis.url()).await;
+    let submitted = job();
+    store.submit(submitted.clone()).await.expect("submit");
+    let key = store.keys.job(submitted.id.as_str());
+    // A request with no process id decodes as protobuf but is no valid request.
+    let bad_request = wire::ExecuteRequest::default().encode_to_vec();
+    let _: i64 = store
+        .client()
+        .expect("connected")
+        .hset(&key, ("request", Value::Bytes(bad_request.into())))
+        .await
+        .expect("hset");
+    let wait = Duration::from_secs(1);
+    match store.claim("n1", wait, wait).await {
+        Err(StoreError::Corrupt { id, message }) => {
+            assert_eq!(id, submitted.id.to_string());
+            assert_eq!(message, "request: Identifier: empty identifier");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An outcome whose output names no valid object.
+    let bad_outcome = wire::Output {
+        id: "OUTPUT".into(),
+        value: Some(wire::output::Value::Reference(wire::FileReference {
+            object_id: "obj1".into(),
+            ..Default::default()
+        })),
+    };
+    let outcome = crate::record::tests::stored_success(vec![bad_outcome]);
+    let _: i64 = store
+        .client()
+        .expect("connected")
+        .hset(&key, ("outcome", Value::Bytes(outcome.into())))
+        .await
+        .expect("hset");
+    match store.get(&submitted.id).await {
+        Err(StoreError::Corrupt { message, .. }) => {
+            assert!(
+                message.starts_with("outcome: OUTPUT: invalid object id"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -18,9 +18,6 @@ pub struct FetchConfig {
     /// Destinations admitted although the address policy refuses them: CIDRs (`10.1.0.0/16`),
     /// addresses (`127.0.0.1`) or host names (`files.internal`).
     pub allow: Vec<String>,
-    /// Public base URLs of this deployment's edge. An href under
-    /// `{base}/api/file/retrieve/{id}.{ext}` is read from the storage service over gRPC.
-    pub public_urls: Vec<String>,
     /// Total time for reading one object from the storage service.
     pub storage_timeout_secs: u64,
     pub zip: ZipLimits,
@@ -33,7 +30,6 @@ impl Default for FetchConfig {
             timeout_secs: 60,
             max_redirects: 5,
             allow: Vec::new(),
-            public_urls: vec!["http://localhost:9000".into()],
             storage_timeout_secs: 600,
             zip: ZipLimits::default(),
         }

@@ -40,7 +40,13 @@ impl Claim {
     /// The extension of an href's path, when it has one.
     pub fn from_href(href: &str) -> Option<Self> {
         let path = url::Url::parse(href).ok()?.path().to_owned();
-        let extension = wpsmesh_proto::storage::extension_of(&path)?;
+        Self::from_extension(&wpsmesh_proto::storage::extension_of(&path)?)
+    }
+
+    /// The extension the href named a stored object with (the edge turned the href into the
+    /// object).
+    pub fn from_extension(extension: &str) -> Option<Self> {
+        let extension = super::valid_ext(extension)?;
         Some(Self {
             said: format!("the href names a .{extension} file"),
             extension,

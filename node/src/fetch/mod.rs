@@ -40,19 +40,16 @@ pub use guard::Refusal;
 pub use unzip::{Unzipped, ZipRefusal, unzip, unzip_shapefiles};
 
 use guard::{Policy, shown};
-use storage::StorageHref;
 
 /// Extension of a fetched file when neither the caller, the href nor the server says one.
 const DEFAULT_EXT: &str = "dat";
-/// Longest href accepted.
-const MAX_HREF: usize = 8 * 1024;
+use wpsmesh_proto::process::{MAX_HREF, StoredObject};
 
 /// Fetches input references into local files. Cheap to clone; share one per node.
 #[derive(Clone)]
 pub struct Fetcher {
     config: Arc<FetchConfig>,
     policy: Arc<Policy>,
-    public_bases: Arc<Vec<Url>>,
     client: reqwest::Client,
     storage: Option<StorageServiceClient<Channel>>,
 }
@@ -75,12 +72,6 @@ impl Fetcher {
     ) -> Result<Self, FetchError> {
         config.validate().map_err(FetchError::Config)?;
         let policy = Arc::new(Policy::new(&config.allow).map_err(FetchError::Config)?);
-        let public_bases = config
-            .public_urls
-            .iter()
-            .map(|b| storage::parse_base(b))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(FetchError::Config)?;
         let client = http::client(
             policy.clone(),
             config.max_redirects,
@@ -91,7 +82,6 @@ impl Fetcher {
         Ok(Self {
             config: Arc::new(config),
             policy,
-            public_bases: Arc::new(public_bases),
             client,
             storage,
         })
@@ -137,14 +127,6 @@ impl Fetcher {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(refused(Refusal::Scheme(url.scheme().to_owned())));
         }
-        match storage::match_href(&self.public_bases, &url) {
-            Some(StorageHref::Object { id, ext }) => {
-                let ext = ext_hint.or_else(|| valid_ext(&ext));
-                return self.fetch_object(input_id, href, id, dest_dir, ext).await;
-            }
-            Some(StorageHref::Other(reason)) => return Err(invalid(reason)),
-            None => {}
-        }
         self.policy.check_url(&url).map_err(refused)?;
         let url_shown = shown(&url);
         tracing::debug!(input = input_id, url = %url_shown, "fetching input over http");
@@ -173,14 +155,21 @@ impl Fetcher {
         Ok(path)
     }
 
-    async fn fetch_object(
+    /// Reads a stored object into a new file in `dest_dir`, named with `ext_hint` when given,
+    /// else the extension the object was named with, else its own format's.
+    pub async fn fetch_object(
         &self,
         input_id: &str,
-        href: &str,
-        id: ObjectId,
+        object: &StoredObject,
         dest_dir: &Path,
-        ext: Option<String>,
+        ext_hint: Option<&str>,
     ) -> Result<PathBuf, FetchError> {
+        let id = object.id;
+        let href = format!("stored object {id}");
+        let ext = ext_hint
+            .and_then(valid_ext)
+            .or_else(|| valid_ext(&object.extension));
+        let href = href.as_str();
         let Some(client) = self.storage.clone() else {
             return Err(FetchError::NoStorage {
                 input: input_id.to_owned(),
@@ -293,14 +282,6 @@ mod tests {
         };
         assert!(matches!(
             Fetcher::new(bad_allow, None),
-            Err(FetchError::Config(_))
-        ));
-        let bad_base = FetchConfig {
-            public_urls: vec!["not a url".into()],
-            ..FetchConfig::default()
-        };
-        assert!(matches!(
-            Fetcher::new(bad_base, None),
             Err(FetchError::Config(_))
         ));
         assert!(Fetcher::new(FetchConfig::default(), None).is_ok());

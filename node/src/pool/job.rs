@@ -50,14 +50,8 @@ pub struct OutputRequest {
     pub format: Option<Format>,
 }
 
-/// A file format; empty fields are unspecified.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Format {
-    pub mime_type: String,
-    pub encoding: String,
-    pub schema: String,
-    pub extension: String,
-}
+/// A file format (the process domain's); empty fields are unspecified.
+pub use wpsmesh_proto::process::Format;
 
 /// Reported while a job runs, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,7 +161,7 @@ impl RunJob {
                 .iter()
                 .map(|output| wire::RunOutput {
                     id: output.id.clone(),
-                    format: output.format.as_ref().map(Format::to_wire),
+                    format: output.format.clone().map(Into::into),
                 })
                 .collect(),
             workdir: self.workdir.to_string_lossy().into_owned(),
@@ -183,7 +177,7 @@ impl JobInput {
                 InputValue::Literal(text) => Value::Literal(text.clone()),
                 InputValue::File { path, format } => Value::File(wire::LocalFile {
                     path: path.to_string_lossy().into_owned(),
-                    format: Some(format.to_wire()),
+                    format: Some(format.clone().into()),
                 }),
                 InputValue::BoundingBox { crs, lower, upper } => Value::Bbox(wire::Extent {
                     crs: crs.clone(),
@@ -196,26 +190,6 @@ impl JobInput {
         wire::RunInput {
             id: self.id.clone(),
             values: values.collect(),
-        }
-    }
-}
-
-impl Format {
-    fn to_wire(&self) -> wire::FileFormat {
-        wire::FileFormat {
-            mime_type: self.mime_type.clone(),
-            encoding: self.encoding.clone(),
-            schema: self.schema.clone(),
-            extension: self.extension.clone(),
-        }
-    }
-
-    fn from_wire(format: wire::FileFormat) -> Self {
-        Self {
-            mime_type: format.mime_type,
-            encoding: format.encoding,
-            schema: format.schema,
-            extension: format.extension,
         }
     }
 }
@@ -236,7 +210,7 @@ impl RunOutcome {
                 Value::Literal(text) => OutputValue::Literal(text),
                 Value::File(file) => OutputValue::File {
                     path: PathBuf::from(file.path),
-                    format: Format::from_wire(file.format.unwrap_or_default()),
+                    format: file.format.unwrap_or_default().into(),
                 },
             };
             Some(JobOutput {

@@ -178,14 +178,37 @@ pub struct ComplexValue {
     #[prost(bytes = "bytes", tag = "2")]
     pub data: ::prost::bytes::Bytes,
 }
-/// Reference points at data elsewhere: a storage object or an http(s) URL.
+/// Reference points at data elsewhere: an object in the storage service or an http(s) URL.
+/// Inside the mesh files are named by storage id; the edge turns hrefs to its own file API into
+/// stored objects before calling a node.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Reference {
-    /// A storage object URL ({public_url}/api/file/retrieve/{id}.{ext}) or an http(s) URL.
-    #[prost(string, tag = "1")]
-    pub href: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "2")]
     pub format: ::core::option::Option<Format>,
+    #[prost(oneof = "reference::Source", tags = "1, 3")]
+    pub source: ::core::option::Option<reference::Source>,
+}
+/// Nested message and enum types in `Reference`.
+pub mod reference {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Source {
+        /// An http(s) URL, fetched by the node through its SSRF guard.
+        #[prost(string, tag = "1")]
+        Href(::prost::alloc::string::String),
+        /// An object in the storage service, read over gRPC.
+        #[prost(message, tag = "3")]
+        Object(super::StoredObject),
+    }
+}
+/// StoredObject names an object in the storage service.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StoredObject {
+    /// 32 lowercase hexadecimal characters.
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// The extension the client gave the object's name, without the dot; empty for the object's own.
+    #[prost(string, tag = "2")]
+    pub extension: ::prost::alloc::string::String,
 }
 /// BoundingBox is an extent in a CRS.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -245,14 +268,12 @@ pub struct ExecuteRequest {
     #[prost(message, optional, tag = "4")]
     pub timeout: ::core::option::Option<::prost_types::Duration>,
 }
-/// FileReference is an output file stored in the storage service.
+/// FileReference is an output file stored in the storage service; the edge turns it into a URL
+/// of its file API.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct FileReference {
     #[prost(string, tag = "1")]
     pub object_id: ::prost::alloc::string::String,
-    /// {public_url}/api/file/retrieve/{id}.{ext}
-    #[prost(string, tag = "2")]
-    pub href: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "3")]
     pub format: ::core::option::Option<Format>,
     #[prost(uint64, tag = "4")]

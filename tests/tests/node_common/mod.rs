@@ -11,15 +11,13 @@ use tonic::transport::Channel;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
 use wpsmesh_proto::wire::process::v1::{
     self as wire, ComplexValue, ExecuteRequest, Format, Input, JobState, LiteralValue, Reference,
-    input, output,
+    StoredObject, input, output, reference,
 };
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_proto::wire::storage::v1::{DownloadRequest, download_response};
 use wpsmesh_runtime::grpc;
 use wpsmesh_tests::data;
 use wpsmesh_tests::formats::stats;
-
-pub const PUBLIC_URL: &str = "http://localhost:9000";
 
 /// Input files, made once per test binary.
 pub struct Data {
@@ -68,13 +66,11 @@ pub async fn mesh(workers: usize, tweak: impl FnOnce(&mut wpsmesh_node::Config))
 
     let mut config = wpsmesh_node::Config {
         storage: storage_uri.clone(),
-        public_url: PUBLIC_URL.into(),
         work_dir: dir.path().join("work"),
         ..Default::default()
     };
     config.pool.workers = workers;
     config.pool.cancel_grace = Duration::from_secs(3);
-    config.fetch.public_urls = vec![PUBLIC_URL.into()];
     tweak(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let node_uri = format!("http://{}", listener.local_addr().expect("addr"));
@@ -116,11 +112,22 @@ pub fn literal(id: &str, value: &str) -> Input {
     }
 }
 
-pub fn reference(id: &str, href: &str) -> Input {
+/// A reference input: `target` is an href (anything that parses as a URL), else a stored object
+/// `{id}` or `{id}.{ext}` as [`Mesh::upload`] names it.
+pub fn reference(id: &str, target: &str) -> Input {
+    let source = if url::Url::parse(target).is_ok() {
+        reference::Source::Href(target.into())
+    } else {
+        let (object, extension) = target.split_once('.').unwrap_or((target, ""));
+        reference::Source::Object(StoredObject {
+            id: object.into(),
+            extension: extension.into(),
+        })
+    };
     Input {
         id: id.into(),
         value: Some(input::Value::Reference(Reference {
-            href: href.into(),
+            source: Some(source),
             format: None,
         })),
     }
@@ -135,20 +142,22 @@ pub fn execute(process: &str, inputs: Vec<Input>) -> ExecuteRequest {
 }
 
 impl Mesh {
-    /// Uploads a file through the node's own output path and returns its public href.
+    /// Uploads a file through the node's own output path; the stored object as `{id}.{ext}`
+    /// (`{id}` when the name has no extension), for [`reference`].
     pub async fn upload(&mut self, path: &Path) -> String {
         let name = path
             .file_name()
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        let info = wpsmesh_node::outputs::upload_file(&mut self.storage, path, &name)
+        let storage = wpsmesh_node::outputs::Storage::from(self.storage.clone());
+        let info = wpsmesh_node::outputs::store_file(&storage, path, &name)
             .await
             .expect("upload");
         if info.format.is_empty() {
-            return format!("{PUBLIC_URL}/api/file/retrieve/{}", info.id);
+            return info.id.to_string();
         }
-        format!("{PUBLIC_URL}/api/file/retrieve/{}.{}", info.id, info.format)
+        format!("{}.{}", info.id, info.format)
     }
 
     pub async fn upload_bytes(&mut self, name: &str, bytes: &[u8]) -> String {
@@ -199,8 +208,9 @@ impl Mesh {
             panic!("OUTPUT is a reference: {out:?}");
         };
         assert!(
-            r.href
-                .starts_with(&format!("{PUBLIC_URL}/api/file/retrieve/{}.", r.object_id))
+            r.object_id
+                .parse::<wpsmesh_proto::storage::ObjectId>()
+                .is_ok()
         );
         let bytes = self.download(&r.object_id).await;
         assert_eq!(bytes.len() as u64, r.size);

@@ -1,7 +1,8 @@
 //! Bounding boxes: from XML corners (`LowerCorner`/`UpperCorner`), from the KVP text form
-//! `minx,miny,maxx,maxy[,crs]`, and the conversion of KVP literals once the process description
-//! says an input is a bounding box.
+//! `minx,miny,maxx,maxy[,crs]`, checked as 2D boxes ([`two_d`]), and the conversion of KVP
+//! literals once the process description says an input is a bounding box.
 
+use wpsmesh_proto::process::{self, ExecuteRequest, InputValue};
 use wpsmesh_proto::wire::process::v1 as wire;
 
 use super::values::quote;
@@ -43,10 +44,20 @@ pub fn bbox_from_text(text: &str, locator: &str) -> Result<wire::BoundingBox, Ow
     checked(crs, lower, upper, locator)
 }
 
+/// A parsed bounding box as the mesh takes one: two 2D corners.
+pub(super) fn two_d(
+    bbox: wire::BoundingBox,
+    locator: &str,
+) -> Result<process::BoundingBox, OwsError> {
+    bbox.try_into().map_err(|e: process::Invalid| {
+        OwsError::invalid(locator, format!("{locator}: {}", e.message))
+    })
+}
+
 /// Turns literal inputs given for bounding-box inputs of `description` into bounding boxes
 /// (WPS 1.0.0 KVP cannot tell them apart at parse time). A missing CRS stays empty.
 pub fn resolve_bboxes(
-    request: &mut wire::ExecuteRequest,
+    request: &mut ExecuteRequest,
     description: &wire::ProcessDescription,
 ) -> Result<(), OwsError> {
     for input in &mut request.inputs {
@@ -54,9 +65,9 @@ pub fn resolve_bboxes(
             d.id == input.id
                 && matches!(d.kind, Some(wire::input_description::Kind::BoundingBox(_)))
         });
-        if let (true, Some(wire::input::Value::Literal(literal))) = (is_bbox, &input.value) {
-            let bbox = bbox_from_text(&literal.value, &input.id)?;
-            input.value = Some(wire::input::Value::BoundingBox(bbox));
+        if let (true, InputValue::Literal(literal)) = (is_bbox, &input.value) {
+            let bbox = two_d(bbox_from_text(&literal.value, &input.id)?, &input.id)?;
+            input.value = InputValue::BoundingBox(bbox);
         }
     }
     Ok(())
@@ -130,25 +141,18 @@ mod tests {
 
     #[test]
     fn literals_become_bboxes_where_described() {
-        let mut request = wire::ExecuteRequest {
+        let literal = |id: &str, value: &str| process::Input {
+            id: id.into(),
+            value: InputValue::Literal(process::LiteralValue::plain(value)),
+        };
+        let mut request = ExecuteRequest {
             process_id: "native:extractbyextent".into(),
             inputs: vec![
-                wire::Input {
-                    id: "EXTENT".into(),
-                    value: Some(wire::input::Value::Literal(wire::LiteralValue {
-                        value: "0,0,1,1,EPSG:4326".into(),
-                        ..Default::default()
-                    })),
-                },
-                wire::Input {
-                    id: "NAME".into(),
-                    value: Some(wire::input::Value::Literal(wire::LiteralValue {
-                        value: "0,0,1,1".into(),
-                        ..Default::default()
-                    })),
-                },
+                literal("EXTENT", "0,0,1,1,EPSG:4326"),
+                literal("NAME", "0,0,1,1"),
             ],
-            ..Default::default()
+            outputs: vec![],
+            timeout: None,
         };
         let description = wire::ProcessDescription {
             inputs: vec![wire::InputDescription {
@@ -163,11 +167,13 @@ mod tests {
         resolve_bboxes(&mut request, &description).unwrap();
         assert!(matches!(
             request.inputs[0].value,
-            Some(wire::input::Value::BoundingBox(_))
+            InputValue::BoundingBox(_)
         ));
-        assert!(matches!(
-            request.inputs[1].value,
-            Some(wire::input::Value::Literal(_))
-        ));
+        assert!(matches!(request.inputs[1].value, InputValue::Literal(_)));
+        // A 3D box given for a bounding-box input is refused, naming the input.
+        request.inputs[0] = literal("EXTENT", "0,0,0,1,1,1");
+        let e = resolve_bboxes(&mut request, &description).unwrap_err();
+        assert_eq!(e.locator.as_deref(), Some("EXTENT"));
+        assert_eq!(e.text, "EXTENT: a bounding box needs two 2D corners");
     }
 }

@@ -14,7 +14,7 @@
 //! a literal (`@uom`, `@dataType` kept). Bounding boxes are literals here (see `resolve_bboxes`).
 
 use bytes::Bytes;
-use wpsmesh_proto::wire::process::v1 as wire;
+use wpsmesh_proto::process;
 
 use super::MAX_INPUTS;
 use super::kvp::{Param, Params, decode};
@@ -118,7 +118,7 @@ pub(super) fn execute(params: &Params<'_>) -> Result<WpsRequest, OwsError> {
     };
     Ok(WpsRequest::Execute(Box::new(Execute {
         version: Version::V100,
-        request: wire::ExecuteRequest {
+        request: process::ExecuteRequest {
             process_id,
             inputs,
             outputs,
@@ -133,7 +133,7 @@ pub(super) fn execute(params: &Params<'_>) -> Result<WpsRequest, OwsError> {
     })))
 }
 
-fn data_input(mut entry: Entry) -> Result<wire::Input, OwsError> {
+fn data_input(mut entry: Entry) -> Result<process::Input, OwsError> {
     let id = identifier(&entry.id, "DataInputs")?;
     let value = std::mem::take(&mut entry.value);
     entry.only(
@@ -162,18 +162,18 @@ fn data_input(mut entry: Entry) -> Result<wire::Input, OwsError> {
         get_method(entry.attr("method"), &id)?;
         let format = format(mime_type, encoding, schema);
         let reference = reference(href, format, &id)?;
-        return Ok(input(id, wire::input::Value::Reference(reference)));
+        return Ok(input(id, process::InputValue::Reference(reference)));
     }
     if mime_type.is_some() || encoding.is_some() || schema.is_some() {
         let data = Bytes::from(value.into_bytes());
         let value = complex(data, mime_type, encoding, schema, &id)?;
-        return Ok(input(id, wire::input::Value::Complex(value)));
+        return Ok(input(id, process::InputValue::Complex(value)));
     }
     let value = literal(value, entry.attr("datatype"), entry.attr("uom"));
-    Ok(input(id, wire::input::Value::Literal(value)))
+    Ok(input(id, process::InputValue::Literal(value)))
 }
 
-fn document_output(entry: Entry) -> Result<wire::OutputRequest, OwsError> {
+fn document_output(entry: Entry) -> Result<process::OutputRequest, OwsError> {
     let id = output_id(&entry, "ResponseDocument")?;
     entry.only(
         &["asreference", "mimetype", "encoding", "schema", "uom"],
@@ -182,7 +182,7 @@ fn document_output(entry: Entry) -> Result<wire::OutputRequest, OwsError> {
     let as_reference = entry
         .attr("asreference")
         .map_or(Ok(false), |v| boolean(v, &id))?;
-    Ok(wire::OutputRequest {
+    Ok(process::OutputRequest {
         format: format(
             entry.attr("mimetype"),
             entry.attr("encoding"),
@@ -193,7 +193,7 @@ fn document_output(entry: Entry) -> Result<wire::OutputRequest, OwsError> {
     })
 }
 
-fn raw_output(param: &Param<'_>) -> Result<wire::OutputRequest, OwsError> {
+fn raw_output(param: &Param<'_>) -> Result<process::OutputRequest, OwsError> {
     let mut list = entries(param, "RawDataOutput")?;
     if list.len() != 1 {
         return Err(OwsError::invalid(
@@ -204,7 +204,7 @@ fn raw_output(param: &Param<'_>) -> Result<wire::OutputRequest, OwsError> {
     let entry = list.remove(0);
     let id = output_id(&entry, "RawDataOutput")?;
     entry.only(&["mimetype", "encoding", "schema", "uom"], &id)?;
-    Ok(wire::OutputRequest {
+    Ok(process::OutputRequest {
         format: format(
             entry.attr("mimetype"),
             entry.attr("encoding"),

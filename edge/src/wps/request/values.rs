@@ -3,7 +3,9 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use wpsmesh_proto::wire::process::v1 as wire;
+use wpsmesh_proto::process::{
+    ComplexValue, DataType, Format, Input, InputValue, LiteralValue, Reference, Source,
+};
 
 use super::MAX_IDENTIFIER_CHARS;
 use crate::ows::{OwsCode, OwsError};
@@ -55,32 +57,27 @@ pub(super) fn boolean(raw: &str, locator: &str) -> Result<bool, OwsError> {
 
 /// The literal type named by a `dataType` (`xs:double`, `double`, an XML Schema or OGC URI);
 /// unspecified when unknown.
-pub(super) fn literal_type(data_type: Option<&str>) -> i32 {
+pub(super) fn literal_type(data_type: Option<&str>) -> Option<DataType> {
     let name = data_type
         .unwrap_or_default()
         .rsplit(['#', ':', '/'])
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let kind = match name.as_str() {
-        "string" | "anyuri" | "token" | "normalizedstring" => wire::LiteralType::String,
-        "double" | "float" | "decimal" => wire::LiteralType::Double,
+    match name.as_str() {
+        "string" | "anyuri" | "token" | "normalizedstring" => Some(DataType::String),
+        "double" | "float" | "decimal" => Some(DataType::Double),
         "integer" | "int" | "long" | "short" | "byte" | "nonnegativeinteger"
         | "positiveinteger" | "negativeinteger" | "nonpositiveinteger" | "unsignedint"
-        | "unsignedlong" | "unsignedshort" | "unsignedbyte" => wire::LiteralType::Integer,
-        "boolean" => wire::LiteralType::Boolean,
-        _ => wire::LiteralType::Unspecified,
-    };
-    kind as i32
+        | "unsignedlong" | "unsignedshort" | "unsignedbyte" => Some(DataType::Integer),
+        "boolean" => Some(DataType::Boolean),
+        _ => None,
+    }
 }
 
 /// A literal input value.
-pub(super) fn literal(
-    value: String,
-    data_type: Option<&str>,
-    uom: Option<&str>,
-) -> wire::LiteralValue {
-    wire::LiteralValue {
+pub(super) fn literal(value: String, data_type: Option<&str>, uom: Option<&str>) -> LiteralValue {
+    LiteralValue {
         value,
         data_type: literal_type(data_type),
         uom: uom.unwrap_or_default().trim().to_owned(),
@@ -92,13 +89,13 @@ pub(super) fn format(
     mime_type: Option<&str>,
     encoding: Option<&str>,
     schema: Option<&str>,
-) -> Option<wire::Format> {
+) -> Option<Format> {
     let [mime_type, encoding, schema] =
         [mime_type, encoding, schema].map(|v| v.unwrap_or_default().trim().to_owned());
     if mime_type.is_empty() && encoding.is_empty() && schema.is_empty() {
         return None;
     }
-    Some(wire::Format {
+    Some(Format {
         mime_type,
         encoding,
         schema,
@@ -118,7 +115,7 @@ pub(super) fn complex(
     encoding: Option<&str>,
     schema: Option<&str>,
     locator: &str,
-) -> Result<wire::ComplexValue, OwsError> {
+) -> Result<ComplexValue, OwsError> {
     let base64 = is_base64(encoding);
     let data = if base64 {
         decode_base64(&data, locator)?
@@ -126,7 +123,7 @@ pub(super) fn complex(
         data
     };
     let encoding = if base64 { None } else { encoding };
-    Ok(wire::ComplexValue {
+    Ok(ComplexValue {
         format: format(mime_type, encoding, schema),
         data,
     })
@@ -154,9 +151,9 @@ fn decode_base64(text: &[u8], locator: &str) -> Result<Bytes, OwsError> {
 /// A reference input.
 pub(super) fn reference(
     href: &str,
-    format: Option<wire::Format>,
+    format: Option<Format>,
     locator: &str,
-) -> Result<wire::Reference, OwsError> {
+) -> Result<Reference, OwsError> {
     let href = href.trim();
     if href.is_empty() {
         return Err(OwsError::new(
@@ -165,8 +162,8 @@ pub(super) fn reference(
             format!("{locator}: reference without href"),
         ));
     }
-    Ok(wire::Reference {
-        href: href.to_owned(),
+    Ok(Reference {
+        source: Source::Href(href.to_owned()),
         format,
     })
 }
@@ -197,11 +194,8 @@ pub(super) fn quote(raw: &str) -> String {
     }
 }
 
-pub(super) fn input(id: String, value: wire::input::Value) -> wire::Input {
-    wire::Input {
-        id,
-        value: Some(value),
-    }
+pub(super) fn input(id: String, value: InputValue) -> Input {
+    Input { id, value }
 }
 
 #[cfg(test)]
@@ -229,21 +223,21 @@ mod tests {
     #[test]
     fn literal_types_from_any_spelling() {
         for (name, kind) in [
-            ("xs:double", wire::LiteralType::Double),
+            ("xs:double", Some(DataType::Double)),
             (
                 "http://www.w3.org/TR/xmlschema-2/#integer",
-                wire::LiteralType::Integer,
+                Some(DataType::Integer),
             ),
             (
                 "urn:ogc:def:dataType:OGC:1.1:boolean",
-                wire::LiteralType::Boolean,
+                Some(DataType::Boolean),
             ),
-            ("string", wire::LiteralType::String),
-            ("whatever", wire::LiteralType::Unspecified),
+            ("string", Some(DataType::String)),
+            ("whatever", None),
         ] {
-            assert_eq!(literal_type(Some(name)), kind as i32, "{name}");
+            assert_eq!(literal_type(Some(name)), kind, "{name}");
         }
-        assert_eq!(literal_type(None), wire::LiteralType::Unspecified as i32);
+        assert_eq!(literal_type(None), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! job operations here, Execute in `xml_v1`/`xml_v2`; helpers both versions share.
 
 use bytes::Bytes;
-use wpsmesh_proto::wire::process::v1 as wire;
+use wpsmesh_proto::process;
 
 use super::content::Content;
 use super::tree::{self, Node};
@@ -146,7 +146,7 @@ pub(super) fn reference_input(
     node: &Node,
     wps: &str,
     id: &str,
-) -> Result<wire::Reference, OwsError> {
+) -> Result<process::Reference, OwsError> {
     get_method(node.attr("method"), id)?;
     for unsupported in ["Header", "Body", "BodyReference"] {
         if node.child(wps, unsupported).is_some() {
@@ -174,7 +174,7 @@ pub(super) fn complex_input(
     node: &Node,
     content: &Content,
     id: &str,
-) -> Result<wire::ComplexValue, OwsError> {
+) -> Result<process::ComplexValue, OwsError> {
     let encoding = node.attr("encoding");
     let data = if content.roots.is_empty() {
         Bytes::from(content.text.trim().as_bytes().to_vec())
@@ -196,7 +196,7 @@ pub(super) fn complex_input(
 }
 
 /// A bounding box element (`wps:BoundingBoxData`, `ows:BoundingBox`).
-pub(super) fn bbox_input(node: &Node, id: &str) -> Result<wire::BoundingBox, OwsError> {
+pub(super) fn bbox_input(node: &Node, id: &str) -> Result<process::BoundingBox, OwsError> {
     let corner = |name: &str| {
         node.child_in(OWS, name)
             .map(|c| c.text.as_str())
@@ -208,10 +208,11 @@ pub(super) fn bbox_input(node: &Node, id: &str) -> Result<wire::BoundingBox, Ows
                 )
             })
     };
-    bbox::from_corners(
+    let bbox = bbox::from_corners(
         node.attr("crs"),
         corner("LowerCorner")?,
         corner("UpperCorner")?,
         id,
-    )
+    )?;
+    bbox::two_d(bbox, id)
 }

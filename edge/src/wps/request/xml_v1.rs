@@ -1,7 +1,7 @@
 //! WPS 1.0.0 Execute documents: `wps:DataInputs` (reference, literal, complex and bounding-box
 //! data) and `wps:ResponseForm` (ResponseDocument or RawDataOutput).
 
-use wpsmesh_proto::wire::process::v1 as wire;
+use wpsmesh_proto::process;
 
 use super::MAX_INPUTS;
 use super::tree::Node;
@@ -34,7 +34,7 @@ pub(super) fn execute(root: &Node) -> Result<WpsRequest, OwsError> {
     };
     Ok(WpsRequest::Execute(Box::new(Execute {
         version: Version::V100,
-        request: wire::ExecuteRequest {
+        request: process::ExecuteRequest {
             process_id,
             inputs,
             outputs,
@@ -45,11 +45,11 @@ pub(super) fn execute(root: &Node) -> Result<WpsRequest, OwsError> {
     })))
 }
 
-fn data_input(node: &Node) -> Result<wire::Input, OwsError> {
+fn data_input(node: &Node) -> Result<process::Input, OwsError> {
     let id = ows_identifier(node, "DataInputs")?;
     if let Some(reference) = node.child(WPS1, "Reference") {
         let value = reference_input(reference, WPS1, &id)?;
-        return Ok(input(id, wire::input::Value::Reference(value)));
+        return Ok(input(id, process::InputValue::Reference(value)));
     }
     let Some(data) = node.child(WPS1, "Data") else {
         return Err(missing(&id, "an input needs wps:Data or wps:Reference"));
@@ -60,7 +60,7 @@ fn data_input(node: &Node) -> Result<wire::Input, OwsError> {
             literal_data.attr("dataType"),
             literal_data.attr("uom"),
         );
-        return Ok(input(id, wire::input::Value::Literal(value)));
+        return Ok(input(id, process::InputValue::Literal(value)));
     }
     if let Some(complex) = data.child(WPS1, "ComplexData") {
         let content = complex
@@ -68,11 +68,11 @@ fn data_input(node: &Node) -> Result<wire::Input, OwsError> {
             .as_ref()
             .ok_or_else(|| OwsError::internal("complex data was not captured as content"))?;
         let value = complex_input(complex, content, &id)?;
-        return Ok(input(id, wire::input::Value::Complex(value)));
+        return Ok(input(id, process::InputValue::Complex(value)));
     }
     if let Some(bbox) = data.child(WPS1, "BoundingBoxData") {
         let value = bbox_input(bbox, &id)?;
-        return Ok(input(id, wire::input::Value::BoundingBox(value)));
+        return Ok(input(id, process::InputValue::BoundingBox(value)));
     }
     Err(missing(
         &id,
@@ -91,7 +91,7 @@ fn missing(id: &str, what: &str) -> OwsError {
 /// Outputs and response form; a document of every output when no form is given.
 fn response_form(
     form: Option<&Node>,
-) -> Result<(Vec<wire::OutputRequest>, ResponseForm), OwsError> {
+) -> Result<(Vec<process::OutputRequest>, ResponseForm), OwsError> {
     let Some(form) = form else {
         let response = ResponseForm::Document {
             lineage: false,
@@ -143,8 +143,12 @@ fn response_form(
     Ok((outputs, response))
 }
 
-fn output(node: &Node, locator: &str, as_reference: bool) -> Result<wire::OutputRequest, OwsError> {
-    Ok(wire::OutputRequest {
+fn output(
+    node: &Node,
+    locator: &str,
+    as_reference: bool,
+) -> Result<process::OutputRequest, OwsError> {
+    Ok(process::OutputRequest {
         id: ows_identifier(node, locator)?,
         format: format(
             node.attr("mimeType"),

@@ -5,7 +5,7 @@
 //! `ows:BoundingBox` a bounding box, other elements inline XML (complex); text alone is complex
 //! when base64-encoded, given a schema or a mimeType other than text/plain, else a literal.
 
-use wpsmesh_proto::wire::process::v1 as wire;
+use wpsmesh_proto::process;
 
 use super::MAX_INPUTS;
 use super::content::Content;
@@ -77,7 +77,7 @@ pub(super) fn execute(root: &Node) -> Result<WpsRequest, OwsError> {
     };
     Ok(WpsRequest::Execute(Box::new(Execute {
         version: Version::V200,
-        request: wire::ExecuteRequest {
+        request: process::ExecuteRequest {
             process_id,
             inputs,
             outputs,
@@ -95,7 +95,7 @@ fn required_attr<'n>(node: &'n Node, name: &str) -> Result<&'n str, OwsError> {
     }
 }
 
-fn data_input(node: &Node) -> Result<wire::Input, OwsError> {
+fn data_input(node: &Node) -> Result<process::Input, OwsError> {
     let id = identifier(node.attr("id").unwrap_or_default(), "Input")?;
     if node.child(WPS2, "Input").is_some() {
         return Err(OwsError::not_supported(
@@ -105,7 +105,7 @@ fn data_input(node: &Node) -> Result<wire::Input, OwsError> {
     }
     if let Some(reference) = node.child(WPS2, "Reference") {
         let value = reference_input(reference, WPS2, &id)?;
-        return Ok(input(id, wire::input::Value::Reference(value)));
+        return Ok(input(id, process::InputValue::Reference(value)));
     }
     let Some(data) = node.child(WPS2, "Data") else {
         return Err(OwsError::new(
@@ -120,7 +120,7 @@ fn data_input(node: &Node) -> Result<wire::Input, OwsError> {
     Ok(input(id, value))
 }
 
-fn data_value(data: &Node, content: &Content, id: &str) -> Result<wire::input::Value, OwsError> {
+fn data_value(data: &Node, content: &Content, id: &str) -> Result<process::InputValue, OwsError> {
     let only_root = match content.roots.as_slice() {
         [(ns, local)] => Some((ns.as_str(), local.as_str())),
         _ => None,
@@ -129,11 +129,11 @@ fn data_value(data: &Node, content: &Content, id: &str) -> Result<wire::input::V
         Some((WPS2, "LiteralValue")) => {
             let node = tree::parse(&content.xml, &[])?;
             let value = literal(node.text.clone(), node.attr("dataType"), node.attr("uom"));
-            return Ok(wire::input::Value::Literal(value));
+            return Ok(process::InputValue::Literal(value));
         }
         Some((ns, "BoundingBox")) if OWS.contains(&ns) => {
             let node = tree::parse(&content.xml, &[])?;
-            return Ok(wire::input::Value::BoundingBox(bbox_input(&node, id)?));
+            return Ok(process::InputValue::BoundingBox(bbox_input(&node, id)?));
         }
         _ => {}
     }
@@ -143,14 +143,14 @@ fn data_value(data: &Node, content: &Content, id: &str) -> Result<wire::input::V
         || !(mime_type.is_empty() || mime_type.eq_ignore_ascii_case("text/plain"));
     if content.roots.is_empty() && !text_is_complex {
         let value = literal(content.text.clone(), None, None);
-        return Ok(wire::input::Value::Literal(value));
+        return Ok(process::InputValue::Literal(value));
     }
-    Ok(wire::input::Value::Complex(complex_input(
+    Ok(process::InputValue::Complex(complex_input(
         data, content, id,
     )?))
 }
 
-fn output(node: &Node) -> Result<wire::OutputRequest, OwsError> {
+fn output(node: &Node) -> Result<process::OutputRequest, OwsError> {
     let id = identifier(node.attr("id").unwrap_or_default(), "Output")?;
     if node.child(WPS2, "Output").is_some() {
         return Err(OwsError::not_supported(
@@ -171,7 +171,7 @@ fn output(node: &Node) -> Result<wire::OutputRequest, OwsError> {
             ));
         }
     };
-    Ok(wire::OutputRequest {
+    Ok(process::OutputRequest {
         format: format(
             node.attr("mimeType"),
             node.attr("encoding"),

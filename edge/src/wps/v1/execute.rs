@@ -3,7 +3,11 @@
 
 use std::time::SystemTime;
 
-use wire::{JobState, input, output};
+use wpsmesh_proto::process::{
+    Format, Input, InputValue, JobState, JobStatus, LiteralValue, Output, OutputRequest,
+    OutputValue, Source,
+};
+use wpsmesh_proto::storage::retrieve_url;
 use wpsmesh_proto::time;
 use wpsmesh_proto::wire::process::v1 as wire;
 
@@ -15,9 +19,9 @@ use crate::wps::xml::{self, Service, Xml};
 /// echoed back as `wps:DataInputs` and `wps:OutputDefinitions`.
 #[derive(Debug, Clone, Copy)]
 pub struct Lineage<'a> {
-    pub inputs: &'a [wire::Input],
+    pub inputs: &'a [Input],
     /// Every output of the description, by reference, when empty (as the node reads it).
-    pub outputs: &'a [wire::OutputRequest],
+    pub outputs: &'a [OutputRequest],
 }
 
 /// Everything an ExecuteResponse shows.
@@ -27,14 +31,16 @@ pub struct ExecuteResponseArgs<'a> {
     /// Titles and abstracts of inputs and outputs (the schema wants an output title: the
     /// identifier stands in without a description).
     pub description: Option<&'a wire::ProcessDescription>,
-    pub status: &'a wire::JobStatus,
-    /// Written when the job succeeded; outputs without a value are left out.
-    pub outputs: &'a [wire::Output],
+    pub status: &'a JobStatus,
+    /// Written when the job succeeded.
+    pub outputs: &'a [Output],
     pub lineage: Option<Lineage<'a>>,
     /// Where the stored response can be polled (asynchronous execution).
     pub status_location: Option<&'a str>,
     /// When this document is written (`creationTime`).
     pub creation_time: SystemTime,
+    /// Stored outputs (and stored inputs in the lineage) are hrefs under this URL.
+    pub public_url: &'a str,
 }
 
 /// The ExecuteResponse document: ProcessAccepted, ProcessStarted (percentCompleted, at most
@@ -62,14 +68,13 @@ pub fn execute_response(service: &Service, args: &ExecuteResponseArgs<'_>) -> St
     x.end("wps:Process");
     status(&mut x, args.status, args.creation_time);
     if let Some(lineage) = args.lineage {
-        data_inputs(&mut x, args.description, lineage.inputs);
+        data_inputs(&mut x, args.description, lineage.inputs, args.public_url);
         output_definitions(&mut x, args.description, lineage.outputs);
     }
-    let state = JobState::try_from(args.status.state).unwrap_or(JobState::Unspecified);
-    if state == JobState::Successful && args.outputs.iter().any(|o| o.value.is_some()) {
+    if args.status.state == JobState::Succeeded && !args.outputs.is_empty() {
         x.open("wps:ProcessOutputs");
         for out in args.outputs {
-            process_output(&mut x, args.description, out);
+            process_output(&mut x, args.description, out, args.public_url);
         }
         x.end("wps:ProcessOutputs");
     }
@@ -77,27 +82,27 @@ pub fn execute_response(service: &Service, args: &ExecuteResponseArgs<'_>) -> St
     x.finish()
 }
 
-fn status(x: &mut Xml, status: &wire::JobStatus, created: SystemTime) {
+fn status(x: &mut Xml, status: &JobStatus, created: SystemTime) {
     x.start("wps:Status")
         .attr("creationTime", &time::rfc3339(created))
         .open();
     let message = status.message.as_str();
-    match JobState::try_from(status.state).unwrap_or(JobState::Unspecified) {
-        JobState::Unspecified | JobState::Accepted => {
+    match status.state {
+        JobState::Accepted => {
             x.elem("wps:ProcessAccepted", xml::or(message, "process accepted"));
         }
         JobState::Running => x
             .start("wps:ProcessStarted")
             .attr("percentCompleted", &status.percent_done.min(99).to_string())
             .text(xml::or(message, "process running")),
-        JobState::Successful => {
+        JobState::Succeeded => {
             x.elem(
                 "wps:ProcessSucceeded",
                 xml::or(message, "process succeeded"),
             );
         }
         JobState::Failed | JobState::Dismissed => {
-            let text = if status.state == JobState::Dismissed as i32 {
+            let text = if status.state == JobState::Dismissed {
                 "job dismissed"
             } else {
                 xml::or(message, "process failed")
@@ -126,32 +131,36 @@ fn output_description<'a>(
 fn data_inputs(
     x: &mut Xml,
     description: Option<&wire::ProcessDescription>,
-    inputs: &[wire::Input],
+    inputs: &[Input],
+    public_url: &str,
 ) {
-    if !inputs.iter().any(|i| i.value.is_some()) {
+    if inputs.is_empty() {
         return;
     }
     x.open("wps:DataInputs");
     for input in inputs {
-        let Some(value) = &input.value else { continue };
         x.open("wps:Input");
         x.elem("ows:Identifier", &input.id);
         x.elem_if("ows:Title", input_title(description, &input.id));
-        match value {
-            input::Value::Reference(reference) => {
+        match &input.value {
+            InputValue::Reference(reference) => {
                 let format = reference.format.as_ref();
+                let href = match &reference.source {
+                    Source::Href(href) => href.clone(),
+                    Source::Stored(o) => retrieve_url(public_url, o.id.as_str(), &o.extension),
+                };
                 x.start("wps:Reference")
-                    .attr("xlink:href", &reference.href)
+                    .attr("xlink:href", &href)
                     .attr_if("mimeType", mime(format))
                     .attr_if("encoding", format.map_or("", |f| f.encoding.as_str()))
                     .attr_if("schema", format.map_or("", |f| f.schema.as_str()))
                     .empty();
             }
-            input::Value::Literal(literal) => data(x, |x| literal_data(x, literal)),
-            input::Value::Complex(complex) => {
+            InputValue::Literal(literal) => data(x, |x| literal_data(x, literal)),
+            InputValue::Complex(complex) => {
                 data(x, |x| xml::complex_value(x, "wps:ComplexData", complex))
             }
-            input::Value::BoundingBox(bbox) => {
+            InputValue::BoundingBox(bbox) => {
                 data(x, |x| xml::bounding_box(x, "wps:BoundingBoxData", bbox))
             }
         }
@@ -163,14 +172,14 @@ fn data_inputs(
 fn output_definitions(
     x: &mut Xml,
     description: Option<&wire::ProcessDescription>,
-    requested: &[wire::OutputRequest],
+    requested: &[OutputRequest],
 ) {
-    let every: Vec<wire::OutputRequest>;
+    let every: Vec<OutputRequest>;
     let requested = if requested.is_empty() {
         let outputs = description.map_or(&[][..], |d| d.outputs.as_slice());
         every = outputs
             .iter()
-            .map(|o| wire::OutputRequest {
+            .map(|o| OutputRequest {
                 id: o.id.clone(),
                 format: None,
                 as_reference: matches!(o.kind, Some(wire::output_description::Kind::Complex(_))),
@@ -209,27 +218,32 @@ fn output_definitions(
     x.end("wps:OutputDefinitions");
 }
 
-fn process_output(x: &mut Xml, description: Option<&wire::ProcessDescription>, out: &wire::Output) {
-    let Some(value) = &out.value else { return };
+fn process_output(
+    x: &mut Xml,
+    description: Option<&wire::ProcessDescription>,
+    out: &Output,
+    public_url: &str,
+) {
     x.open("wps:Output");
     let (title, abstract_text) = output_description(description, &out.id)
         .map_or(("", ""), |o| (o.title.as_str(), o.description.as_str()));
     identification(x, &out.id, title, abstract_text);
-    match value {
-        output::Value::Reference(file) => {
-            let format = file.format.as_ref();
+    match &out.value {
+        OutputValue::Stored(file) => {
+            let format = Some(&file.format);
+            let href = retrieve_url(public_url, file.id.as_str(), &file.format.extension);
             x.start("wps:Reference")
-                .attr("href", &file.href)
+                .attr("href", &href)
                 .attr_if("mimeType", mime(format))
                 .attr_if("encoding", format.map_or("", |f| f.encoding.as_str()))
                 .attr_if("schema", format.map_or("", |f| f.schema.as_str()))
                 .empty();
         }
-        output::Value::Literal(literal) => data(x, |x| literal_data(x, literal)),
-        output::Value::Complex(complex) => {
+        OutputValue::Literal(literal) => data(x, |x| literal_data(x, literal)),
+        OutputValue::Inline(complex) => {
             data(x, |x| xml::complex_value(x, "wps:ComplexData", complex))
         }
-        output::Value::BoundingBox(bbox) => {
+        OutputValue::BoundingBox(bbox) => {
             data(x, |x| xml::bounding_box(x, "wps:BoundingBoxData", bbox))
         }
     }
@@ -243,12 +257,8 @@ fn data(x: &mut Xml, content: impl FnOnce(&mut Xml)) {
     x.end("wps:Data");
 }
 
-fn literal_data(x: &mut Xml, literal: &wire::LiteralValue) {
-    let data_type = if literal.data_type == 0 {
-        ""
-    } else {
-        xml::type_name(literal.data_type)
-    };
+fn literal_data(x: &mut Xml, literal: &LiteralValue) {
+    let data_type = literal.data_type.map_or("", |t| t.name());
     x.start("wps:LiteralData")
         .attr_if("dataType", data_type)
         .attr_if("uom", &literal.uom)
@@ -256,7 +266,7 @@ fn literal_data(x: &mut Xml, literal: &wire::LiteralValue) {
 }
 
 /// The format's MIME type if it matches OWS's pattern, else nothing.
-fn mime(format: Option<&wire::Format>) -> &str {
+fn mime(format: Option<&Format>) -> &str {
     format.map_or("", |f| {
         if xml::mime_ok(&f.mime_type) {
             f.mime_type.as_str()

@@ -2,10 +2,9 @@
 //! exception reports, each valid against the official schemas.
 
 mod describe;
-mod jobs;
 
+pub use crate::jobs::wps2::{result, status_info};
 pub use describe::process_offerings;
-pub use jobs::{result, status_info};
 
 use wpsmesh_proto::wire::process::v1 as wire;
 

@@ -4,7 +4,7 @@ use base64::Engine as _;
 use quick_xml::NsReader;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
-use wpsmesh_proto::wire::process::v1 as wire;
+use wpsmesh_proto::process::{ComplexValue, Format};
 
 use super::{Xml, is_xml_char, mime_ok};
 
@@ -19,7 +19,7 @@ pub(crate) enum Inline<'a> {
 }
 
 impl<'a> Inline<'a> {
-    pub(crate) fn of(format: Option<&wire::Format>, data: &'a [u8]) -> Self {
+    pub(crate) fn of(format: Option<&Format>, data: &'a [u8]) -> Self {
         let mime = format
             .map_or("", |f| f.mime_type.as_str())
             .to_ascii_lowercase();
@@ -43,7 +43,7 @@ impl<'a> Inline<'a> {
     }
 
     /// The `encoding` attribute to write with it.
-    pub(crate) fn encoding<'f>(&self, format: Option<&'f wire::Format>) -> &'f str {
+    pub(crate) fn encoding<'f>(&self, format: Option<&'f Format>) -> &'f str {
         match self {
             Self::Base64(_) => "base64",
             _ => format.map_or("", |f| f.encoding.as_str()),
@@ -61,7 +61,7 @@ impl<'a> Inline<'a> {
 
 /// `<name mimeType encoding schema>value</name>`: an inline complex value (1.0.0 ComplexData,
 /// 2.0 Data).
-pub(crate) fn complex_value(x: &mut Xml, name: &'static str, value: &wire::ComplexValue) {
+pub(crate) fn complex_value(x: &mut Xml, name: &'static str, value: &ComplexValue) {
     let format = value.format.as_ref();
     let inline = Inline::of(format, &value.data);
     let mime = format.map_or("", |f| f.mime_type.as_str());
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn inline_values_by_mime_type() {
-        let f = |mime: &str| wire::Format {
+        let f = |mime: &str| Format {
             mime_type: mime.to_owned(),
             ..Default::default()
         };
@@ -214,7 +214,7 @@ mod tests {
             matches!(Inline::of(Some(&f("application/zip")), b"PK"), Inline::Base64(ref s) if s == "UEs=")
         );
         assert!(matches!(Inline::of(None, b"\xff"), Inline::Base64(_)));
-        let b64 = wire::Format {
+        let b64 = Format {
             encoding: "base64".to_owned(),
             ..f("text/plain")
         };

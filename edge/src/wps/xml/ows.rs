@@ -2,6 +2,7 @@
 //! namespace by the root): service identification and provider, operations, exception reports,
 //! bounding boxes.
 
+use wpsmesh_proto::process::BoundingBox;
 use wpsmesh_proto::wire::process::v1 as wire;
 
 use super::{LANG, Service, Xml, number, or};
@@ -96,18 +97,17 @@ pub(crate) fn exception_report(
 }
 
 /// `ows:BoundingBox`-typed content under `name` (OWS 1.1 and 2.0 alike).
-pub(crate) fn bounding_box(x: &mut Xml, name: &'static str, bbox: &wire::BoundingBox) {
-    let dimensions = bbox.lower_corner.len().max(bbox.upper_corner.len()).max(1);
+pub(crate) fn bounding_box(x: &mut Xml, name: &'static str, bbox: &BoundingBox) {
     x.start(name)
         .attr_if("crs", &bbox.crs)
-        .attr("dimensions", &dimensions.to_string())
+        .attr("dimensions", "2")
         .open();
     let corner = |values: &[f64]| {
         let values: Vec<String> = values.iter().map(|v| number(*v, false)).collect();
         values.join(" ")
     };
-    x.elem("ows:LowerCorner", &corner(&bbox.lower_corner));
-    x.elem("ows:UpperCorner", &corner(&bbox.upper_corner));
+    x.elem("ows:LowerCorner", &corner(&bbox.lower));
+    x.elem("ows:UpperCorner", &corner(&bbox.upper));
     x.end(name);
 }
 

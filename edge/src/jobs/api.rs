@@ -18,23 +18,22 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use tracing::info;
+use wpsmesh_proto::process::{ExecuteRequest, JobResult, JobState, JobStatus, Output, OutputValue};
 use wpsmesh_proto::time::rfc3339_millis;
-use wpsmesh_proto::wire::process::v1::{self as wire, JobState, output};
 
+use super::{OwnFiles, parse_request};
 use crate::jobs;
 use crate::metrics::job_call;
 use crate::nodes::Nodes;
 use crate::ows::{OwsCode, OwsError};
 use crate::wps::model::Mode;
 
-mod request;
-
-pub use request::parse_request;
-
 /// What the job API handler needs.
 #[derive(Debug, Clone)]
 pub struct JobsState {
     pub nodes: Nodes,
+    /// This edge's own file hrefs (made storage references) and the public URL of outputs.
+    pub files: OwnFiles,
     /// Largest request body accepted, in bytes (inline complex inputs count).
     pub max_body: usize,
 }
@@ -67,12 +66,13 @@ async fn execute(
 }
 
 /// `"mode": "async"`: 201 with the accepted job and its Location.
-async fn submit(state: &JobsState, request: wire::ExecuteRequest) -> Response {
-    let job = match jobs::submit(&state.nodes, request).await {
+async fn submit(state: &JobsState, request: ExecuteRequest) -> Response {
+    let job = match jobs::submit(&state.nodes, &state.files, request).await {
         Ok(job) => job,
         Err(e) => return error_response(&e),
     };
-    let mut response = (StatusCode::CREATED, axum::Json(job_json(&job, None))).into_response();
+    let body = job_json(&state.files, &job, None);
+    let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/wps/jobs/{}", job.job_id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -86,9 +86,14 @@ async fn status(
 ) -> Response {
     let followed = async { jobs::follow(&state.nodes, &jobs::path_id(path)?).await };
     let answer = match followed.await {
-        Ok((job, outputs)) => {
-            let outputs = (job.state() == JobState::Successful).then_some(outputs);
-            (StatusCode::OK, axum::Json(job_json(&job, outputs))).into_response()
+        Ok(JobResult {
+            status: job,
+            outputs,
+            ..
+        }) => {
+            let outputs = (job.state == JobState::Succeeded).then_some(outputs);
+            let body = job_json(&state.files, &job, outputs);
+            (StatusCode::OK, axum::Json(body)).into_response()
         }
         Err(e) => error_response(&e),
     };
@@ -102,7 +107,11 @@ async fn dismiss(
 ) -> Response {
     let dismissed = async { jobs::dismiss(&state.nodes, &jobs::path_id(path)?).await };
     let answer = match dismissed.await {
-        Ok(job) => (StatusCode::OK, axum::Json(job_json(&job, None))).into_response(),
+        Ok(job) => (
+            StatusCode::OK,
+            axum::Json(job_json(&state.files, &job, None)),
+        )
+            .into_response(),
         Err(e) => error_response(&e),
     };
     job_call(answer, "dismiss")
@@ -112,7 +121,7 @@ async fn dismiss(
 fn read(
     state: &JobsState,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(wire::ExecuteRequest, Mode), OwsError> {
+) -> Result<(ExecuteRequest, Mode), OwsError> {
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => OwsError::new(
             OwsCode::FileSizeExceeded,
@@ -127,10 +136,10 @@ fn read(
 }
 
 /// `"mode": "sync"`: Execute on one node, answered once the process finished.
-async fn run(state: &JobsState, request: wire::ExecuteRequest) -> Result<Value, OwsError> {
+async fn run(state: &JobsState, request: ExecuteRequest) -> Result<Value, OwsError> {
     let process = request.process_id.clone();
     let started = Instant::now();
-    let response = state.nodes.execute(request).await;
+    let response = jobs::execute(&state.nodes, &state.files, request).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match &response {
         Ok(_) => info!(process = %process, elapsed_ms, "json job finished"),
@@ -138,53 +147,47 @@ async fn run(state: &JobsState, request: wire::ExecuteRequest) -> Result<Value, 
             info!(process = %process, elapsed_ms, code = e.code.as_str(), error = %e.text, "json job failed")
         }
     }
-    answer(response?)
+    answer(&state.files, response?)
 }
 
 /// The answer of the original service to a synchronous job: status and outputs.
-fn answer(response: wire::ExecuteResponse) -> Result<Value, OwsError> {
-    let job = response.job.unwrap_or_default();
-    let state = job.state();
-    if state != JobState::Successful {
+fn answer(files: &OwnFiles, result: JobResult) -> Result<Value, OwsError> {
+    let job = result.status;
+    if job.state != JobState::Succeeded {
         return Err(OwsError::internal(format!(
             "process {} ended {}: {}",
-            job.process_id,
-            jobs::state_name(state),
-            job.message
+            job.process_id, job.state, job.message
         )));
     }
-    Ok(job_json(&job, Some(response.outputs)))
+    Ok(job_json(files, &job, Some(result.outputs)))
 }
 
 /// A job as the API shows it: id, status, node and attempt, and the outputs when given.
-fn job_json(job: &wire::JobStatus, outputs: Option<Vec<wire::Output>>) -> Value {
+fn job_json(files: &OwnFiles, job: &JobStatus, outputs: Option<Vec<Output>>) -> Value {
     let mut body = json!({
-        "jobID": job.job_id,
+        "jobID": job.job_id.as_str(),
         "status": status_json(job),
         "node": job.node,
         "attempt": job.attempt,
     });
     if let Some(outputs) = outputs {
-        body["outputs"] = Value::Object(outputs_json(outputs));
+        body["outputs"] = Value::Object(outputs_json(files, outputs));
     }
     body
 }
 
 /// `{"status": accepted|running|succeeded|failed|dismissed, "time", "percent_done", "message"}`;
 /// the time is when the job reached its state (created, started, finished).
-fn status_json(job: &wire::JobStatus) -> Value {
-    let state = job.state();
-    let (time, percent) = match state {
-        JobState::Unspecified | JobState::Accepted => (&job.created_at, 0),
-        JobState::Running => (&job.started_at, job.percent_done.min(100)),
-        JobState::Successful => (&job.finished_at, 100),
-        JobState::Failed | JobState::Dismissed => (&job.finished_at, job.percent_done.min(100)),
+fn status_json(job: &JobStatus) -> Value {
+    let (time, percent) = match job.state {
+        JobState::Accepted => (job.created_at, 0),
+        JobState::Running => (job.started_at, job.percent_done.min(100)),
+        JobState::Succeeded => (job.finished_at, 100),
+        JobState::Failed | JobState::Dismissed => (job.finished_at, job.percent_done.min(100)),
     };
-    let time = time
-        .and_then(|t| SystemTime::try_from(t).ok())
-        .unwrap_or_else(SystemTime::now);
+    let time = time.unwrap_or_else(SystemTime::now);
     json!({
-        "status": jobs::state_name(state),
+        "status": job.state.name(),
         "time": rfc3339_millis(time),
         "percent_done": percent.to_string(),
         "message": job.message,
@@ -193,17 +196,17 @@ fn status_json(job: &wire::JobStatus) -> Value {
 
 /// Outputs by identifier: files as `{"href", "mimeType"}`, values inline; an output given more
 /// than once becomes a list.
-fn outputs_json(outputs: Vec<wire::Output>) -> Map<String, Value> {
+fn outputs_json(files: &OwnFiles, outputs: Vec<Output>) -> Map<String, Value> {
     let mut map = Map::new();
     for out in outputs {
         let value = match out.value {
-            Some(output::Value::Reference(r)) => json!({
-                "href": r.href,
-                "mimeType": r.format.map(|f| f.mime_type).unwrap_or_default(),
+            OutputValue::Stored(file) => json!({
+                "href": files.url(&file),
+                "mimeType": file.format.mime_type,
             }),
-            Some(output::Value::Literal(l)) if l.uom.is_empty() => json!({"value": l.value}),
-            Some(output::Value::Literal(l)) => json!({"value": l.value, "uom": l.uom}),
-            Some(output::Value::Complex(c)) => {
+            OutputValue::Literal(l) if l.uom.is_empty() => json!({"value": l.value}),
+            OutputValue::Literal(l) => json!({"value": l.value, "uom": l.uom}),
+            OutputValue::Inline(c) => {
                 let mime = c.format.map(|f| f.mime_type).unwrap_or_default();
                 match String::from_utf8(c.data.to_vec()) {
                     Ok(text) => json!({"value": text, "mimeType": mime}),
@@ -212,12 +215,10 @@ fn outputs_json(outputs: Vec<wire::Output>) -> Map<String, Value> {
                     }
                 }
             }
-            Some(output::Value::BoundingBox(b)) => {
-                let mut corners = b.lower_corner;
-                corners.extend(b.upper_corner);
+            OutputValue::BoundingBox(b) => {
+                let corners = [b.lower, b.upper].concat();
                 json!({"bbox": corners, "crs": b.crs})
             }
-            None => Value::Null,
         };
         match map.get_mut(&out.id) {
             Some(Value::Array(values)) => values.push(value),

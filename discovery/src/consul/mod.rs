@@ -1,9 +1,10 @@
-//! Consul: the node's self-registration (with a gRPC health check) and discovery of healthy
-//! instances through blocking health queries, for the edge.
+//! Consul: a service's self-registration (with a gRPC health check: nodes as `wps-node`,
+//! storage as `wps-file-storage`) and discovery of healthy instances through blocking health
+//! queries.
 //!
 //! Consul is optional. With [`ConsulConfig::address`] empty (the embedded default) nothing is
 //! registered and no request is made. With an address, [`Registration::spawn`] registers the
-//! node in the background, retries with capped exponential backoff while the agent is away, and
+//! service in the background, retries with capped exponential backoff while the agent is away, and
 //! re-registers when the agent lost the service (checked every
 //! [`ConsulConfig::resync_interval`]); [`Registration::deregister`] removes it on shutdown.
 //!
@@ -23,7 +24,7 @@ use url::Url;
 pub use register::{Registration, register_until};
 pub use watch::watch_service;
 
-/// Consul settings of a node (and of the edge's Consul discovery).
+/// Consul settings of a registering service (node, storage) or of a Consul discovery source.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsulConfig {
@@ -32,7 +33,8 @@ pub struct ConsulConfig {
     pub address: String,
     /// ACL token sent as `X-Consul-Token`; empty sends none.
     pub token: String,
-    /// Service name registered and watched.
+    /// Service name registered and watched (`wps-node` unless set; storage's sections default
+    /// to [`crate::STORAGE_SERVICE`]).
     pub service: String,
     /// Host name or IP advertised to Consul and dialled by its gRPC health check; empty uses
     /// this machine's host name.
@@ -46,7 +48,7 @@ pub struct ConsulConfig {
     /// minimum is one minute).
     #[serde(with = "humantime_serde")]
     pub deregister_critical_after: Duration,
-    /// How often the node checks that the agent still knows its registration, and registers
+    /// How often the service checks that the agent still knows its registration, and registers
     /// again if the agent forgot it (e.g. a dev-mode agent restarted).
     #[serde(with = "humantime_serde")]
     pub resync_interval: Duration,
@@ -88,6 +90,14 @@ impl std::fmt::Debug for ConsulConfig {
 }
 
 impl ConsulConfig {
+    /// The defaults, for service `name`.
+    pub fn for_service(name: &str) -> Self {
+        Self {
+            service: name.to_owned(),
+            ..Self::default()
+        }
+    }
+
     /// Whether a Consul agent is configured.
     pub fn is_enabled(&self) -> bool {
         !self.address.trim().is_empty()

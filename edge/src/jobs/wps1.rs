@@ -1,7 +1,6 @@
 //! WPS asynchronous jobs: Execute submitted as a job (WPS 2.0 `mode="async"`, WPS 1.0.0
 //! `storeExecuteResponse`), the WPS 1.0.0 statusLocation `/api/wps/status/{job_id}` (an
-//! ExecuteResponse following the job), WPS 2.0 StatusInfo answers, and the job operation of a
-//! request for the metrics.
+//! ExecuteResponse following the job) and the job operation of a request for the metrics.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,17 +10,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use tracing::info;
+use wpsmesh_proto::process::{JobResult, JobStatus, Output};
 use wpsmesh_proto::wire::process::v1 as wire;
 
-use super::handler::{WpsState, exception, xml_response};
-use super::model::{Execute, Version, WpsRequest};
-use super::{v1, v2};
+use super::wps2::status_response;
 use crate::jobs;
 use crate::metrics::job_call;
 use crate::ows::{OwsCode, OwsError};
+use crate::wps::handler::{WpsState, exception, xml_response};
+use crate::wps::model::{Execute, Version, WpsRequest};
+use crate::wps::v1;
 
 /// `GET /api/wps/status/{job_id}`: the WPS 1.0.0 statusLocation; an unknown job is a 404.
-pub(super) async fn status_location(
+pub(crate) async fn status_location(
     State(state): State<Arc<WpsState>>,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
@@ -42,7 +43,7 @@ pub(super) async fn status_location(
 }
 
 /// The job operation (metrics) a request makes, if any.
-pub(super) fn job_operation(request: &WpsRequest) -> Option<&'static str> {
+pub(crate) fn job_operation(request: &WpsRequest) -> Option<&'static str> {
     match request {
         WpsRequest::Execute(e) if e.submits() => Some("submit"),
         WpsRequest::GetStatus { .. } => Some("status"),
@@ -52,26 +53,20 @@ pub(super) fn job_operation(request: &WpsRequest) -> Option<&'static str> {
     }
 }
 
-/// A WPS 2.0 StatusInfo of `job`, with a NextPoll while it is pending.
-pub(super) fn status_info(job: &wire::JobStatus) -> Response {
-    let next_poll = SystemTime::now() + jobs::POLL_INTERVAL;
-    xml_response(StatusCode::OK, v2::status_info(job, Some(next_poll), None))
-}
-
-pub(super) fn expiry(job: &wire::JobStatus) -> Option<SystemTime> {
-    job.expires_at.and_then(|t| SystemTime::try_from(t).ok())
-}
-
 /// The WPS 1.0.0 ExecuteResponse of job `job_id` as it stands (its statusLocation document):
 /// outputs once it succeeded, titles from the cached description of its process.
-pub(super) async fn v1_status(state: &WpsState, job_id: &str) -> Result<Response, OwsError> {
-    let (job, outputs) = jobs::follow(&state.nodes, job_id).await?;
+pub(crate) async fn v1_status(state: &WpsState, job_id: &str) -> Result<Response, OwsError> {
+    let JobResult {
+        status: job,
+        outputs,
+        ..
+    } = jobs::follow(&state.nodes, job_id).await?;
     let description = state
         .catalog
         .describe(&state.nodes, &job.process_id)
         .await
         .ok();
-    let location = v1::status_location(&state.service, &job.job_id);
+    let location = v1::status_location(&state.service, job.job_id.as_str());
     let doc = v1_document(
         state,
         &job,
@@ -85,11 +80,11 @@ pub(super) async fn v1_status(state: &WpsState, job_id: &str) -> Result<Response
 
 /// A WPS 1.0.0 ExecuteResponse of `job`, written now; the process summary comes from
 /// `description` (just the job's process id without one).
-pub(super) fn v1_document(
+pub(crate) fn v1_document(
     state: &WpsState,
-    job: &wire::JobStatus,
+    job: &JobStatus,
     description: Option<&wire::ProcessDescription>,
-    outputs: &[wire::Output],
+    outputs: &[Output],
     lineage: Option<v1::Lineage<'_>>,
     status_location: Option<&str>,
 ) -> String {
@@ -109,13 +104,14 @@ pub(super) fn v1_document(
             lineage,
             status_location,
             creation_time: SystemTime::now(),
+            public_url: state.files.public_url(),
         },
     )
 }
 
 /// Queues `execute` as a job on one node: a WPS 1.0.0 ExecuteResponse with ProcessAccepted and
 /// the statusLocation, or a WPS 2.0 StatusInfo (Accepted).
-pub(super) async fn submit(
+pub(crate) async fn submit(
     state: &WpsState,
     execute: &Execute,
     description: &wire::ProcessDescription,
@@ -138,10 +134,10 @@ pub(super) async fn submit(
             ),
         ));
     }
-    let job = jobs::submit(&state.nodes, execute.request.clone()).await?;
+    let job = jobs::submit(&state.nodes, &state.files, execute.request.clone()).await?;
     match execute.version {
         Version::V100 => {
-            let location = v1::status_location(&state.service, &job.job_id);
+            let location = v1::status_location(&state.service, job.job_id.as_str());
             let doc = v1_document(
                 state,
                 &job,
@@ -152,6 +148,6 @@ pub(super) async fn submit(
             );
             Ok(xml_response(StatusCode::OK, doc))
         }
-        Version::V200 => Ok(status_info(&job)),
+        Version::V200 => Ok(status_response(&job)),
     }
 }

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 use super::{ConsulConfig, ConsulError, duration};
-use crate::backoff::Backoff;
+use wpsmesh_runtime::backoff::Backoff;
 
 /// How long Consul holds a blocking query open (Consul's default; its maximum is 10 minutes).
 const WAIT: Duration = Duration::from_secs(300);

@@ -3,34 +3,42 @@
 
 use std::time::SystemTime;
 
-use wire::{JobState, output};
+use axum::http::StatusCode;
+use axum::response::Response;
+use wpsmesh_proto::process::{JobState, JobStatus, Output, OutputValue};
+use wpsmesh_proto::storage::retrieve_url;
 use wpsmesh_proto::time;
-use wpsmesh_proto::wire::process::v1 as wire;
 
-use super::root;
+use crate::wps::handler::xml_response;
+use crate::wps::v2::root;
 use crate::wps::xml::{self, Xml};
+
+/// A WPS 2.0 StatusInfo answer of `job`, with a NextPoll while it is pending.
+pub(crate) fn status_response(job: &JobStatus) -> Response {
+    let next_poll = SystemTime::now() + super::POLL_INTERVAL;
+    xml_response(StatusCode::OK, status_info(job, Some(next_poll), None))
+}
 
 /// The StatusInfo document of a job: Accepted, Running, Succeeded, Failed or Dismissed, with
 /// the expiration date (`expiration`, else the job's `expires_at`), the next poll time while the
 /// job is pending, and the percentage done (100 once succeeded).
 pub fn status_info(
-    status: &wire::JobStatus,
+    status: &JobStatus,
     next_poll: Option<SystemTime>,
     expiration: Option<SystemTime>,
 ) -> String {
     let mut x = Xml::new();
     root(&mut x, "wps:StatusInfo").open();
-    x.elem("wps:JobID", &status.job_id);
-    let state = JobState::try_from(status.state).unwrap_or(JobState::Unspecified);
-    let (name, percent) = match state {
-        JobState::Unspecified | JobState::Accepted => ("Accepted", Some(0)),
+    x.elem("wps:JobID", status.job_id.as_str());
+    let (name, percent) = match status.state {
+        JobState::Accepted => ("Accepted", Some(0)),
         JobState::Running => ("Running", Some(status.percent_done.min(100))),
-        JobState::Successful => ("Succeeded", Some(100)),
+        JobState::Succeeded => ("Succeeded", Some(100)),
         JobState::Failed => ("Failed", None),
         JobState::Dismissed => ("Dismissed", None),
     };
     x.elem("wps:Status", name);
-    let expiration = expiration.or_else(|| status.expires_at.as_ref().map(time::system_time));
+    let expiration = expiration.or(status.expires_at);
     if let Some(expiration) = expiration {
         x.elem("wps:ExpirationDate", &time::rfc3339(expiration));
     }
@@ -46,9 +54,14 @@ pub fn status_info(
     x.finish()
 }
 
-/// The Result document of a finished job (`job_id` left out when empty). The schema wants at
-/// least one output; an output without a value is written as empty `wps:Data`.
-pub fn result(job_id: &str, expiration: Option<SystemTime>, outputs: &[wire::Output]) -> String {
+/// The Result document of a finished job (`job_id` left out when empty), stored outputs as
+/// hrefs under `public_url`. The schema wants at least one output.
+pub fn result(
+    job_id: &str,
+    expiration: Option<SystemTime>,
+    outputs: &[Output],
+    public_url: &str,
+) -> String {
     let mut x = Xml::new();
     root(&mut x, "wps:Result").open();
     x.elem_if("wps:JobID", job_id);
@@ -58,21 +71,21 @@ pub fn result(job_id: &str, expiration: Option<SystemTime>, outputs: &[wire::Out
     for out in outputs {
         x.start("wps:Output").attr("id", &out.id).open();
         match &out.value {
-            Some(output::Value::Reference(file)) => {
-                let format = file.format.as_ref();
-                let mime = format.map_or("", |f| f.mime_type.as_str());
+            OutputValue::Stored(file) => {
+                let format = &file.format;
+                let mime = format.mime_type.as_str();
+                let href = retrieve_url(public_url, file.id.as_str(), &format.extension);
                 x.start("wps:Reference")
-                    .attr("xlink:href", &file.href)
+                    .attr("xlink:href", &href)
                     .attr_if("mimeType", if xml::mime_ok(mime) { mime } else { "" })
-                    .attr_if("encoding", format.map_or("", |f| f.encoding.as_str()))
-                    .attr_if("schema", format.map_or("", |f| f.schema.as_str()))
+                    .attr_if("encoding", &format.encoding)
+                    .attr_if("schema", &format.schema)
                     .empty();
             }
-            Some(output::Value::Literal(literal)) => {
-                let data_type = match literal.data_type {
-                    0 => String::new(),
-                    t => format!("http://www.w3.org/2001/XMLSchema#{}", xml::type_name(t)),
-                };
+            OutputValue::Literal(literal) => {
+                let data_type = literal.data_type.map_or(String::new(), |t| {
+                    format!("http://www.w3.org/2001/XMLSchema#{}", t.name())
+                });
                 x.open("wps:Data");
                 x.start("wps:LiteralValue")
                     .attr_if("dataType", &data_type)
@@ -80,15 +93,12 @@ pub fn result(job_id: &str, expiration: Option<SystemTime>, outputs: &[wire::Out
                     .text(&literal.value);
                 x.end("wps:Data");
             }
-            Some(output::Value::Complex(complex)) => {
-                xml::complex_value(&mut x, "wps:Data", complex)
-            }
-            Some(output::Value::BoundingBox(bbox)) => {
+            OutputValue::Inline(complex) => xml::complex_value(&mut x, "wps:Data", complex),
+            OutputValue::BoundingBox(bbox) => {
                 x.start("wps:Data").attr("mimeType", "text/xml").open();
                 xml::bounding_box(&mut x, "ows:BoundingBox", bbox);
                 x.end("wps:Data");
             }
-            None => x.start("wps:Data").empty(),
         }
         x.end("wps:Output");
     }

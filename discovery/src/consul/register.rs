@@ -1,5 +1,6 @@
-//! The node's registration in Consul: a background task that registers, retries while the agent
-//! is away, re-registers when the agent lost the service, and a handle that deregisters.
+//! A service's registration in Consul (a node's, the storage's): a background task that
+//! registers, retries while the agent is away, re-registers when the agent lost the service, and a
+//! handle that deregisters.
 
 use std::future::Future;
 use std::net::Ipv6Addr;
@@ -17,18 +18,18 @@ use tracing::subscriber::NoSubscriber;
 use tracing::{debug, info, warn};
 
 use super::{ConsulConfig, ConsulError, duration};
-use crate::backoff::Backoff;
+use wpsmesh_runtime::backoff::Backoff;
 
 /// Longest wait for one register, read or deregister request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the deregistration at shutdown.
 const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Handle on the node's Consul registration.
+/// Handle on a service's Consul registration.
 ///
 /// [`Registration::spawn`] returns at once; the registration happens in a background task, so
-/// the node serves whether or not Consul is reachable. Call [`Registration::deregister`] on
-/// SIGTERM/SIGINT, before the gRPC server stops, so the edge stops routing to the node first.
+/// the service serves whether or not Consul is reachable. Call [`Registration::deregister`] on
+/// SIGTERM/SIGINT, before the gRPC server stops, so callers stop routing to it first.
 /// Dropping the handle stops the task without deregistering.
 #[derive(Debug)]
 pub struct Registration {

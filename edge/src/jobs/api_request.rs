@@ -5,9 +5,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
-use wpsmesh_proto::wire::process::v1::{
-    self as wire, BoundingBox, ComplexValue, ExecuteRequest, Format, Input, LiteralValue,
-    OutputRequest, Reference, input,
+use wpsmesh_proto::process::{
+    BoundingBox, ComplexValue, ExecuteRequest, Format, Input, InputValue, LiteralValue,
+    OutputRequest, Reference, Source,
 };
 
 use wpsmesh_proto::text::shown;
@@ -137,8 +137,8 @@ fn parse_input(id: &str, value: Value) -> Result<Input, OwsError> {
             if href.is_empty() {
                 return Err(bad("a reference needs an href"));
             }
-            input::Value::Reference(Reference {
-                href,
+            InputValue::Reference(Reference {
+                source: Source::Href(href),
                 format: format_of(&map),
             })
         }
@@ -150,9 +150,9 @@ fn parse_input(id: &str, value: Value) -> Result<Input, OwsError> {
                 None | Some(Value::Null) => return Err(bad("a literal needs a value")),
                 Some(_) => return Err(bad("a literal value is a number, a string or a boolean")),
             };
-            input::Value::Literal(LiteralValue {
+            InputValue::Literal(LiteralValue {
                 value,
-                data_type: wire::LiteralType::Unspecified as i32,
+                data_type: None,
                 uom: text(&map, "uom"),
             })
         }
@@ -169,13 +169,13 @@ fn parse_input(id: &str, value: Value) -> Result<Input, OwsError> {
             } else {
                 data
             };
-            input::Value::Complex(ComplexValue {
+            InputValue::Complex(ComplexValue {
                 format: format_of(&map),
                 data: data.into(),
             })
         }
         "bbox" | "boundingbox" | "bounding_box" => {
-            input::Value::BoundingBox(parse_bbox(&map).map_err(|m| bad(&m))?)
+            InputValue::BoundingBox(parse_bbox(&map).map_err(|m| bad(&m))?)
         }
         other => {
             return Err(bad(&format!(
@@ -185,11 +185,11 @@ fn parse_input(id: &str, value: Value) -> Result<Input, OwsError> {
     };
     Ok(Input {
         id: id.to_owned(),
-        value: Some(value),
+        value,
     })
 }
 
-/// `{"bbox": [minx, miny, maxx, maxy], "crs": ...}` or `lowerCorner`/`upperCorner`.
+/// `{"bbox": [minx, miny, maxx, maxy], "crs": ...}` or `lowerCorner`/`upperCorner` (2D).
 fn parse_bbox(map: &Map<String, Value>) -> Result<BoundingBox, String> {
     let numbers = |key: &str| -> Result<Vec<f64>, String> {
         match map.get(key) {
@@ -212,11 +212,13 @@ fn parse_bbox(map: &Map<String, Value>) -> Result<BoundingBox, String> {
     if lower.len() < 2 || lower.len() != upper.len() {
         return Err("a bounding box needs two corners of the same dimension".into());
     }
-    Ok(BoundingBox {
+    wpsmesh_proto::wire::process::v1::BoundingBox {
         crs: text(map, "crs"),
         lower_corner: lower,
         upper_corner: upper,
-    })
+    }
+    .try_into()
+    .map_err(|e: wpsmesh_proto::process::Invalid| e.message)
 }
 
 /// `{"mimeType": ..., "transmission": "reference"|"value"}` (or `asReference`).
@@ -251,8 +253,8 @@ mod tests {
     use crate::ows::OwsCode;
 
     fn literal(input: &Input) -> &str {
-        match input.value.as_ref().unwrap() {
-            input::Value::Literal(l) => &l.value,
+        match &input.value {
+            InputValue::Literal(l) => &l.value,
             other => panic!("{other:?}"),
         }
     }
@@ -279,8 +281,8 @@ mod tests {
         assert_eq!(literal(find("DISTANCE").next().unwrap()), "10");
         assert_eq!(literal(find("BARE").next().unwrap()), "2.5");
         assert_eq!(find("LAYERS").count(), 2);
-        match find("B64").next().unwrap().value.as_ref().unwrap() {
-            input::Value::Complex(c) => assert_eq!(&c.data[..], b"hello"),
+        match &find("B64").next().unwrap().value {
+            InputValue::Complex(c) => assert_eq!(&c.data[..], b"hello"),
             other => panic!("{other:?}"),
         }
         let outputs: Vec<(&str, bool)> = request

@@ -1,0 +1,444 @@
+//! The typed storage client shared by the edge and the nodes: the domain types of
+//! [`crate::storage`] in and out, wire answers checked on receipt, and a deadline on every step.
+//!
+//! The short calls (stat, delete, opening a download up to its metadata) get the short-call
+//! timeout; the streams get at most the idle timeout between two chunks and no total, in both
+//! directions (storage taking an upload chunk, storage sending a download chunk, storage
+//! answering after the last upload chunk). A deadline missed is a `DEADLINE_EXCEEDED` status
+//! carrying the elapsed timer as its source ([`deadline_missed`]), which the runtime's
+//! `Failure::of_status` reads as `timed out`.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use futures::stream::BoxStream;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::{ByteRange, InvalidMessage, MAX_CHUNK, ObjectId, ObjectInfo};
+use crate::wire::storage::v1 as wire;
+use crate::wire::storage::v1::storage_service_client::StorageServiceClient;
+use crate::wire::storage::v1::{download_response, upload_request};
+
+/// Default deadline of the short calls.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default longest pause between two chunks of a transfer.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest message the client decodes: a [`MAX_CHUNK`] chunk plus framing, with room to spare.
+pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Storage answered, but not as the contract says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// A stat or upload answer without the object's metadata.
+    #[error("storage answered without metadata")]
+    NoObject,
+    /// A download stream that ended before its first message.
+    #[error("storage sent no metadata")]
+    NoMetadata,
+    /// A download stream whose first message is not the object's metadata.
+    #[error("storage sent data before metadata")]
+    DataBeforeMetadata,
+    /// A download message after the metadata that is not a chunk.
+    #[error("unexpected message in the download stream")]
+    NotAChunk,
+    /// Object metadata that does not check.
+    #[error("{}", .0.0)]
+    Invalid(InvalidMessage),
+    /// A download stream that ended before the bytes the range asked for.
+    #[error("the stream ended after {received} of {expected} bytes")]
+    Short { received: u64, expected: u64 },
+    /// A download stream with more bytes than the range asked for.
+    #[error("the stream sent more than the {expected} bytes expected")]
+    Long { expected: u64 },
+}
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The call failed: storage's own answer (a status without source), a transport failure
+    /// (the transport error as source) or a deadline of this client missed
+    /// ([`deadline_missed`]).
+    #[error("{}", .0.message())]
+    Status(Status),
+    /// Storage answered in breach of the contract.
+    #[error(transparent)]
+    Violation(#[from] Violation),
+}
+
+impl StorageError {
+    /// The status' code; `INTERNAL` for a contract breach.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Status(status) => status.code(),
+            Self::Violation(_) => Code::Internal,
+        }
+    }
+
+    /// Whether storage answered that the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Code::NotFound
+    }
+}
+
+impl From<Status> for StorageError {
+    fn from(status: Status) -> Self {
+        Self::Status(status)
+    }
+}
+
+impl From<StorageError> for Status {
+    /// The status as it is; a contract breach is `INTERNAL` with its text.
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Status(status) => status,
+            StorageError::Violation(v) => Status::internal(v.to_string()),
+        }
+    }
+}
+
+/// Why an upload failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError<E> {
+    /// The bytes to upload could not be read (or their reader gave up, e.g. over a size
+    /// limit); the upload was aborted and nothing is stored.
+    #[error("{0}")]
+    Source(E),
+    /// Storage failed or refused the upload.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The bytes of a download, each chunk within the idle timeout; ends with an error rather than
+/// early or long.
+pub type Chunks = BoxStream<'static, Result<Bytes, StorageError>>;
+
+/// A storage client with its deadlines; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StorageClient {
+    client: StorageServiceClient<Channel>,
+    timeout: Duration,
+    idle: Duration,
+}
+
+impl From<StorageServiceClient<Channel>> for StorageClient {
+    /// A client over `client` (its message limit raised to [`MAX_MESSAGE`]) with the default
+    /// deadlines.
+    fn from(client: StorageServiceClient<Channel>) -> Self {
+        Self {
+            client: client.max_decoding_message_size(MAX_MESSAGE),
+            timeout: DEFAULT_TIMEOUT,
+            idle: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl StorageClient {
+    /// A client on `channel` with the default deadlines.
+    pub fn new(channel: Channel) -> Self {
+        StorageServiceClient::new(channel).into()
+    }
+
+    /// This client with a `timeout` for the short calls and an `idle` timeout between the
+    /// chunks of a stream.
+    pub fn with_timeouts(self, timeout: Duration, idle: Duration) -> Self {
+        Self {
+            timeout,
+            idle,
+            ..self
+        }
+    }
+
+    /// The deadline of the short calls.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The longest pause between two chunks of a stream.
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// An object's metadata.
+    pub async fn stat(&self, id: ObjectId) -> Result<ObjectInfo, StorageError> {
+        let request = wire::StatRequest { id: id.to_string() };
+        let answer = within(self.timeout, self.client.clone().stat(request)).await?;
+        checked(answer.into_inner().object)
+    }
+
+    /// Deletes an object; an object that does not exist is an error with
+    /// [`StorageError::is_not_found`].
+    pub async fn delete(&self, id: ObjectId) -> Result<(), StorageError> {
+        let request = wire::DeleteRequest { id: id.to_string() };
+        within(self.timeout, self.client.clone().delete(request)).await?;
+        Ok(())
+    }
+
+    /// Opens a download of at most `length` bytes from `offset`: the object's metadata (the
+    /// stream's first message, checked, within the short-call timeout) and its bytes, each
+    /// chunk within the idle timeout. The chunks end with an error when storage sends anything
+    /// but chunks, or fewer or more bytes than the range holds.
+    pub async fn download(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<(ObjectInfo, Chunks), StorageError> {
+        let request = wire::DownloadRequest {
+            id: id.to_string(),
+            offset,
+            length,
+        };
+        let mut client = self.client.clone();
+        let (info, mut stream) = within(self.timeout, async move {
+            let mut stream = client.download(request).await?.into_inner();
+            let Some(first) = stream.message().await? else {
+                return Err(Violation::NoMetadata.into());
+            };
+            match first.part {
+                Some(download_response::Part::Object(info)) => Ok((info, stream)),
+                Some(download_response::Part::Chunk(_)) => {
+                    Err(StorageError::from(Violation::DataBeforeMetadata))
+                }
+                None => Err(Violation::NoMetadata.into()),
+            }
+        })
+        .await?;
+        let info = checked(Some(info))?;
+        let (_, expected) = ByteRange { offset, length }
+            .resolve(info.length)
+            .map_err(Violation::Invalid)?;
+        let idle = self.idle;
+        let chunks = async_stream::stream! {
+            let mut received = 0u64;
+            loop {
+                match within(idle, stream.message()).await {
+                    Err(status) => {
+                        yield Err(StorageError::Status(status));
+                        break;
+                    }
+                    Ok(None) => {
+                        if received < expected {
+                            yield Err(Violation::Short { received, expected }.into());
+                        }
+                        break;
+                    }
+                    Ok(Some(wire::DownloadResponse {
+                        part: Some(download_response::Part::Chunk(bytes)),
+                    })) => {
+                        received += bytes.len() as u64;
+                        if received > expected {
+                            yield Err(Violation::Long { expected }.into());
+                            break;
+                        }
+                        yield Ok(bytes);
+                    }
+                    Ok(Some(_)) => {
+                        yield Err(Violation::NotAChunk.into());
+                        break;
+                    }
+                }
+            }
+        };
+        Ok((info, Box::pin(chunks)))
+    }
+
+    /// Uploads `body` as a file called `name` (metadata only, never a path), of `length` bytes
+    /// when declared (storage refuses a body of another length), in chunks of at most
+    /// [`MAX_CHUNK`] however `body` cuts its bytes. Storage gets the idle timeout to take each
+    /// chunk and to answer after the last one; no total deadline. The upload stream ends
+    /// cleanly only after the last byte: when `body` fails (or the returned future is dropped)
+    /// the stream ends with an empty message instead, which makes storage abort, so nothing
+    /// partial is ever stored. Must be called within a Tokio runtime (the call runs on a task).
+    pub async fn upload<S, E>(
+        &self,
+        name: &str,
+        length: Option<u64>,
+        body: S,
+    ) -> Result<ObjectInfo, UploadError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+    {
+        let (tx, rx) = mpsc::channel::<Option<wire::UploadRequest>>(2);
+        let metadata = wire::UploadRequest {
+            part: Some(upload_request::Part::Metadata(wire::UploadMetadata {
+                name: name.to_owned(),
+                length,
+                ..Default::default()
+            })),
+        };
+        // A fresh channel has room for the first message.
+        let _ = tx.try_send(Some(metadata));
+        // The call runs on a task of its own, so that it outlives this future: given up or
+        // dropped, the sender goes without the end mark and the call still sends the empty
+        // message that aborts the upload. (A call merely cancelled resets its stream, which the
+        // server side of hyper reads as a clean end: storage would keep what it got.)
+        let mut client = self.client.clone();
+        let task = tokio::spawn(async move { client.upload(requests(rx)).await });
+        let call = async {
+            task.await
+                .unwrap_or_else(|e| Err(Status::internal(format!("upload task failed: {e}"))))
+        };
+        let pump = pump(body, tx, self.idle);
+        tokio::pin!(call, pump);
+        let answer = tokio::select! {
+            result = &mut pump => match result {
+                // Everything sent, or storage stopped reading (its answer says why): storage
+                // has the idle timeout to answer.
+                Ok(()) | Err(Stop::Closed) => within(self.idle, call).await,
+                Err(Stop::Source(e)) => return Err(UploadError::Source(e)),
+                Err(Stop::Stalled(elapsed)) => {
+                    return Err(StorageError::Status(deadline_missed(elapsed)).into());
+                }
+            },
+            result = &mut call => result,
+        };
+        let answer = answer.map_err(StorageError::Status)?;
+        Ok(checked(answer.into_inner().object)?)
+    }
+
+    /// Uploads the file at `path` as `name`, its length declared: a file that changes length
+    /// while read is refused by storage.
+    pub async fn upload_file(
+        &self,
+        path: &Path,
+        name: &str,
+    ) -> Result<ObjectInfo, UploadError<std::io::Error>> {
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(UploadError::Source)?;
+        let length = file.metadata().await.map_err(UploadError::Source)?.len();
+        let body = async_stream::stream! {
+            loop {
+                let mut buf = BytesMut::with_capacity(MAX_CHUNK);
+                // Whole chunks, so they pass on without a copy.
+                let filled = loop {
+                    match (&mut file).take((MAX_CHUNK - buf.len()) as u64).read_buf(&mut buf).await {
+                        Ok(0) => break Ok(buf.len()),
+                        Ok(_) if buf.len() == MAX_CHUNK => break Ok(MAX_CHUNK),
+                        Ok(_) => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                match filled {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        yield Ok(buf.freeze());
+                        if n < MAX_CHUNK {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        yield Err(e);
+                        break;
+                    }
+                }
+            }
+        };
+        self.upload(name, Some(length), body).await
+    }
+}
+
+/// Object metadata from an answer, checked.
+fn checked(object: Option<wire::ObjectInfo>) -> Result<ObjectInfo, StorageError> {
+    let object = object.ok_or(Violation::NoObject)?;
+    Ok(ObjectInfo::try_from(object).map_err(Violation::Invalid)?)
+}
+
+/// `call` given `deadline` to finish; [`deadline_missed`] when it does not.
+pub async fn within<T, E: From<Status>>(
+    deadline: Duration,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|elapsed| Err(deadline_missed(elapsed).into()))
+}
+
+/// The status of a storage deadline missed: `DEADLINE_EXCEEDED` with the elapsed timer as its
+/// source, which the runtime's `Failure::of_status` reads as timed out.
+pub fn deadline_missed(elapsed: tokio::time::error::Elapsed) -> Status {
+    let mut status = Status::deadline_exceeded("storage did not answer in time");
+    status.set_source(Arc::new(elapsed));
+    status
+}
+
+/// Why the pump stopped before the end mark.
+enum Stop<E> {
+    /// The body failed.
+    Source(E),
+    /// Storage stopped reading the upload stream.
+    Closed,
+    /// Storage took none of a chunk for the idle timeout.
+    Stalled(tokio::time::error::Elapsed),
+}
+
+/// The upload messages: what the pump sends, up to its end mark (`None`). A sender dropped
+/// before the end mark means the upload was given up: an empty message follows, which storage
+/// refuses, aborting the upload.
+fn requests(
+    mut rx: mpsc::Receiver<Option<wire::UploadRequest>>,
+) -> impl Stream<Item = wire::UploadRequest> + Send + 'static {
+    async_stream::stream! {
+        loop {
+            match rx.recv().await {
+                Some(Some(message)) => yield message,
+                Some(None) => break,
+                None => {
+                    yield wire::UploadRequest { part: None };
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Reads `body` and sends it in chunks of at most [`MAX_CHUNK`], then the end mark.
+async fn pump<S, E>(
+    body: S,
+    tx: mpsc::Sender<Option<wire::UploadRequest>>,
+    idle: Duration,
+) -> Result<(), Stop<E>>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    use futures::StreamExt;
+
+    let send = |message: Option<wire::UploadRequest>| {
+        let tx = tx.clone();
+        async move {
+            match tokio::time::timeout(idle, tx.send(message)).await {
+                Ok(sent) => sent.map_err(|_| Stop::Closed),
+                Err(elapsed) => Err(Stop::Stalled(elapsed)),
+            }
+        }
+    };
+    let chunk = |bytes: Bytes| {
+        Some(wire::UploadRequest {
+            part: Some(upload_request::Part::Chunk(bytes)),
+        })
+    };
+    tokio::pin!(body);
+    let mut buf = BytesMut::new();
+    while let Some(bytes) = body.next().await {
+        let bytes = bytes.map_err(Stop::Source)?;
+        if buf.is_empty() && bytes.len() == MAX_CHUNK {
+            send(chunk(bytes)).await?;
+            continue;
+        }
+        buf.extend_from_slice(&bytes);
+        while buf.len() >= MAX_CHUNK {
+            send(chunk(buf.split_to(MAX_CHUNK).freeze())).await?;
+        }
+    }
+    if !buf.is_empty() {
+        send(chunk(buf.freeze())).await?;
+    }
+    send(None).await
+}
