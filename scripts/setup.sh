@@ -11,7 +11,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages.
-DEB_PKGS=(python3-qgis qgis-providers qgis-common qgis libpython3.11-dev python3-venv redis-server gdal-bin libxml2-utils nodejs npm)
+DEB_PKGS=(python3-qgis qgis-providers qgis-common qgis libpython3.11-dev python3-venv redis-server gdal-bin libxml2-utils nodejs npm prometheus)
 missing=()
 for p in "${DEB_PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -33,6 +33,17 @@ if [ "${#filtered[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${filtered[@]}" >/dev/null
 else
   log "debian packages present"
+fi
+
+# Debian's prometheus (there for its promtool and for the metrics test, which starts its own on
+# a free port) starts a daemon on :9090 when installed: stop it and keep it from starting again.
+if command -v systemctl >/dev/null && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  log "stopping and disabling the prometheus daemon"
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+if [ -x /etc/init.d/prometheus ] && pgrep -x prometheus -u prometheus >/dev/null 2>&1; then
+  log "stopping the prometheus daemon"
+  $SUDO /etc/init.d/prometheus stop >/dev/null 2>&1 || true
 fi
 
 # The S3 protocol server used by the tests (MinIO stands in for it in deploy/).

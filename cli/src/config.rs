@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub log: LogConfig,
+    /// Trace export (OTLP gRPC); the `OTEL_*` variables win over it.
+    pub telemetry: wpsmesh_telemetry::TelemetryConfig,
     pub edge: wpsmesh_edge::Config,
     pub storage: wpsmesh_storage::Config,
     pub node: wpsmesh_node::Config,
@@ -37,19 +39,45 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// Installs logging alone (no traces).
     pub fn init(&self) {
-        let format = if self.format == "json" {
+        wpsmesh_telemetry::init(self.format(), &self.filter);
+    }
+
+    /// Installs logging and, when `telemetry` (or `OTEL_*`) names a collector, trace export
+    /// as `service` (the default `service.name`). Keep the guard while serving: dropping it
+    /// exports what is queued and stops.
+    pub fn install(
+        &self,
+        telemetry: &wpsmesh_telemetry::TelemetryConfig,
+        service: &str,
+    ) -> wpsmesh_telemetry::Telemetry {
+        wpsmesh_telemetry::install(self.format(), &self.filter, telemetry, service)
+    }
+
+    fn format(&self) -> wpsmesh_telemetry::LogFormat {
+        if self.format == "json" {
             wpsmesh_telemetry::LogFormat::Json
         } else {
             wpsmesh_telemetry::LogFormat::Text
-        };
-        wpsmesh_telemetry::init(format, &self.filter);
+        }
     }
 }
 
+/// Default address of a node's `/metrics` server.
+pub const NODE_METRICS: &str = "0.0.0.0:9101";
+/// Default address of the storage service's `/metrics` server.
+pub const STORAGE_METRICS: &str = "0.0.0.0:9102";
+
 /// Loads the configuration. `overrides` are dotted keys from flags, applied last.
 pub fn load(file: Option<&Path>, overrides: Figment) -> anyhow::Result<Config> {
-    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    let mut figment = Figment::from(Serialized::defaults(Config::default()))
+        // The binary serves metrics by default; the libraries only when told (tests).
+        .merge(Serialized::default("node.metrics_listen", NODE_METRICS))
+        .merge(Serialized::default(
+            "storage.metrics_listen",
+            STORAGE_METRICS,
+        ));
     if let Some(file) = file {
         anyhow::ensure!(file.is_file(), "config file {} not found", file.display());
         figment = figment.merge(Toml::file(file));
@@ -102,6 +130,8 @@ mod tests {
             let flags = Figment::new().merge(("storage.listen", "127.0.0.1:2000"));
             let c = load(Some(Path::new("wpsmesh.toml")), flags).map_err(|e| e.to_string())?;
             assert_eq!(c.storage.listen.port(), 2000);
+            assert_eq!(c.storage.metrics_listen, STORAGE_METRICS.parse().ok());
+            assert_eq!(c.node.metrics_listen, NODE_METRICS.parse().ok());
             assert_eq!(c.storage.backend, wpsmesh_storage::BackendKind::S3);
             assert_eq!(c.storage.s3.bucket, "from-env");
             assert_eq!(c.storage.s3.region, "us-east-1");
@@ -144,6 +174,24 @@ mod tests {
             jail.create_file("bad.toml", "[edge.storage_discovery]\nmembrs = []\n")?;
             let err = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("typo");
             assert!(err.to_string().contains("membrs"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_telemetry_section_layers_like_the_others() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "wpsmesh.toml",
+                "[telemetry]\nendpoint = \"http://jaeger:4317\"\nsample_ratio = 0.1\n",
+            )?;
+            jail.set_env("WPSMESH_TELEMETRY__SERVICE_NAME", "edge-eu");
+            let c =
+                load(Some(Path::new("wpsmesh.toml")), Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(c.telemetry.endpoint, "http://jaeger:4317");
+            assert_eq!(c.telemetry.sample_ratio, 0.1);
+            assert_eq!(c.telemetry.service_name, "edge-eu");
+            assert_eq!(c.telemetry.max_queue, 2048);
             Ok(())
         });
     }

@@ -109,7 +109,14 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         print!("{}", config::dump(&config)?);
         return Ok(());
     }
-    config.log.init();
+    let service = match cli.command {
+        Command::Storage { .. } => "wpsmesh-storage",
+        Command::Edge { .. } => "wpsmesh-edge",
+        Command::Node { .. } => "wpsmesh-node",
+        Command::Up(_) => "wpsmesh",
+    };
+    // Held until the service stops: spans still queued are exported then.
+    let _telemetry = config.log.install(&config.telemetry, service);
     match cli.command {
         Command::Storage { .. } => {
             let listener = bind(config.storage.listen).await?;

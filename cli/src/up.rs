@@ -77,8 +77,9 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
     ));
     println!("wpsmesh local mesh");
     println!(
-        "  storage  grpc://{storage_addr}  (files in {})",
-        config.storage.local.root.display()
+        "  storage  grpc://{storage_addr}  (files in {}{})",
+        config.storage.local.root.display(),
+        shown_metrics(config.storage.metrics_listen),
     );
 
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -88,6 +89,11 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
     // One job store for every node: the in-process one unless the config names Redis.
     let store = wpsmesh_jobstore::open(&config.node.jobs).await?;
     let mut node_uris = Vec::new();
+    let metrics_ports = node_metrics_ports(
+        config.node.metrics_listen,
+        args.nodes,
+        config.storage.metrics_listen.map(|a| a.port()),
+    );
     for i in 0..args.nodes {
         let mut node = config.node.clone();
         node.listen = SocketAddr::from(([127, 0, 0, 1], config.node.listen.port() + i));
@@ -97,12 +103,18 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
         node.storage_discovery.members.clear();
         node.work_dir = config.node.work_dir.join(format!("node-{}", i + 1));
         node.pool.workers = workers;
+        node.metrics_listen = metrics_ports
+            .get(usize::from(i))
+            .copied()
+            .flatten()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         node_uris.push(format!("http://{}", node.listen));
         let listener = crate::bind(node.listen).await?;
         println!(
-            "  node {}   grpc://{}  ({workers} workers)",
+            "  node {}   grpc://{}  ({workers} workers{})",
             i + 1,
-            node.listen
+            node.listen,
+            shown_metrics(node.metrics_listen),
         );
         services.spawn(wpsmesh_node::run_with_store(
             node,
@@ -117,12 +129,11 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
     edge.storage_discovery.members.clear();
     edge.discovery.nodes = node_uris;
     let edge_listener = crate::bind(edge.listen).await?;
+    edge.listen = edge_listener.local_addr()?;
     let edge = Edge::new(edge)?;
     let wps_url = edge.wps_url();
-    println!(
-        "  edge     http://{}  (WPS: {wps_url})",
-        edge_listener.local_addr()?,
-    );
+    let edge_addr = edge_listener.local_addr()?;
+    println!("  edge     http://{edge_addr}  (WPS: {wps_url}, metrics http://{edge_addr}/metrics)");
     let _announce = AbortOnDrop(tokio::spawn(announce(edge.readiness(), wps_url)));
     services.spawn(edge.serve(edge_listener, stopped()));
     info!(nodes = args.nodes, "local mesh starting; ctrl-c stops it");
@@ -164,11 +175,50 @@ async fn announce(readiness: Readiness, wps_url: String) {
     info!(url = %wps_url, nodes = report.nodes, "local mesh ready");
 }
 
+/// `, metrics http://addr/metrics` for a service that serves them.
+fn shown_metrics(addr: Option<SocketAddr>) -> String {
+    addr.map(|a| format!(", metrics http://{a}/metrics"))
+        .unwrap_or_default()
+}
+
+/// A metrics port for each of `nodes` nodes in one process: the configured one, then the next
+/// ones up, skipping `taken` (the storage service's); none when the config has none.
+fn node_metrics_ports(
+    base: Option<SocketAddr>,
+    nodes: u16,
+    taken: Option<u16>,
+) -> Vec<Option<u16>> {
+    let Some(base) = base else {
+        return vec![None; usize::from(nodes)];
+    };
+    (base.port()..=u16::MAX)
+        .filter(|p| Some(*p) != taken)
+        .take(usize::from(nodes))
+        .map(Some)
+        .collect()
+}
+
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_node_gets_its_own_metrics_port_past_the_storage_one() {
+        let base = "0.0.0.0:9101".parse().ok();
+        assert_eq!(
+            node_metrics_ports(base, 3, Some(9102)),
+            [Some(9101), Some(9103), Some(9104)]
+        );
+        assert_eq!(node_metrics_ports(base, 2, None), [Some(9101), Some(9102)]);
+        assert_eq!(node_metrics_ports(None, 2, Some(9102)), [None, None]);
     }
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod ows;
 pub mod ready;
+pub mod trace;
 pub mod wps;
 
 use std::future::Future;
@@ -42,7 +43,7 @@ fn build(config: &Config, nodes: nodes::Nodes, storage: Channel) -> (Router, Rea
         config.storage_timeout,
         config.storage_idle_timeout,
     );
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(metrics::Metrics::new(nodes.clone()));
     let mut service = wps::Service::new(&config.public_url);
     service.title = config.title.clone();
     let own_files = jobs::OwnFiles::new(&config.public_url, config.listen, &config.file_hosts);
@@ -70,12 +71,14 @@ fn build(config: &Config, nodes: nodes::Nodes, storage: Channel) -> (Router, Rea
         .route("/ready", get(ready::handler).with_state(readiness.clone()))
         .route(
             "/metrics",
-            get(metrics::handler).with_state((metrics.clone(), nodes)),
+            get(metrics::handler).with_state(metrics.clone()),
         )
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
-        ));
+        ))
+        // Outermost: the request's span covers everything, and every answer names its trace.
+        .layer(axum::middleware::from_fn(trace::http));
     (router, readiness)
 }
 
@@ -135,9 +138,12 @@ impl Edge {
 
 /// Serves the edge on `listener` until `shutdown` resolves.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Where it really listens (a port 0 in the config is the listener's choice): hrefs to this
+    // address are the edge's own files.
+    config.listen = listener.local_addr()?;
     Edge::new(config)?.serve(listener, shutdown).await
 }

@@ -1,23 +1,30 @@
-//! Prometheus metrics of the edge: requests by route and status, their latency, job operations
-//! (async submits, status polls, results, dismissals) and the healthy nodes; `GET /metrics` in
-//! the text exposition format.
+//! Prometheus metrics of the edge, in its own registry: HTTP latency by route template, method
+//! and status; job operations (async submits, status polls, results, dismissals); the healthy
+//! nodes and, per node of the pool, calls, transport failures, calls in flight and health;
+//! `GET /metrics` on the edge port.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use wpsmesh_telemetry::metrics::prometheus_client::collector::Collector;
+use wpsmesh_telemetry::metrics::prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::MetricType;
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::counter::{ConstCounter, Counter};
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::family::Family;
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::gauge::ConstGauge;
+use wpsmesh_telemetry::metrics::{HttpMetrics, Registry};
 
-use crate::nodes::Nodes;
+use crate::nodes::{NodeStats, Nodes};
 
-/// Counters shared by the middleware and the `/metrics` handler.
-#[derive(Default)]
+/// The edge's registry and the metrics the middleware records.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
-    jobs: Mutex<BTreeMap<&'static str, u64>>,
+    registry: Registry,
+    http: HttpMetrics,
+    jobs: Family<[(&'static str, &'static str); 1], Counter>,
 }
 
 /// A response extension naming the job operation its request made (`submit`, `status`,
@@ -32,147 +39,99 @@ pub fn job_call(mut response: Response, operation: &'static str) -> Response {
 }
 
 impl Metrics {
-    fn record(&self, route: String, status: u16, seconds: f64) {
-        let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry((route, status)).or_default();
-        entry.0 += 1;
-        entry.1 += seconds;
-    }
-
-    fn record_job(&self, operation: &'static str) {
-        let mut map = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry(operation).or_default() += 1;
-    }
-
-    /// The exposition text.
-    pub fn render(&self, nodes: &Nodes) -> String {
-        let mut out = String::new();
-        let requests: Vec<_> = self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|((route, status), (count, seconds))| {
-                (
-                    format!("route=\"{route}\",status=\"{status}\""),
-                    *count,
-                    *seconds,
-                )
-            })
-            .collect();
-        family(
-            &mut out,
-            "wpsmesh_edge_http_requests_total",
-            "counter",
-            "HTTP requests answered by the edge.",
-            requests
-                .iter()
-                .map(|(l, count, _)| (l.clone(), count.to_string())),
+    /// A registry with the edge's metrics over `nodes`.
+    pub fn new(nodes: Nodes) -> Self {
+        let mut registry = wpsmesh_telemetry::metrics::registry();
+        let http = HttpMetrics::new(&mut registry);
+        let jobs = Family::default();
+        registry.register(
+            "wpsmesh_edge_job_requests",
+            "Asynchronous job requests answered, by operation (submit, status, result, dismiss)",
+            jobs.clone(),
         );
-        family(
-            &mut out,
-            "wpsmesh_edge_http_request_seconds_sum",
-            "counter",
-            "Time spent answering, by route and status.",
-            requests
-                .iter()
-                .map(|(l, _, seconds)| (l.clone(), seconds.to_string())),
-        );
-        let jobs: Vec<(String, String)> = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(operation, count)| (format!("operation=\"{operation}\""), count.to_string()))
-            .collect();
-        family(
-            &mut out,
-            "wpsmesh_edge_job_requests_total",
-            "counter",
-            "Asynchronous job requests answered, by operation (submit, status, result, dismiss).",
+        registry.register_collector(Box::new(NodeCollector(nodes)));
+        Self {
+            registry,
+            http,
             jobs,
-        );
-        family(
-            &mut out,
-            "wpsmesh_edge_nodes",
-            "gauge",
-            "Healthy processing nodes in the pool.",
-            [(String::new(), nodes.len().to_string())],
-        );
-        let stats = nodes.stats();
-        let per_node = |value: fn(&crate::nodes::NodeStats) -> String| {
-            stats
-                .iter()
-                .map(move |n| (format!("node=\"{}\"", n.uri), value(n)))
-        };
-        family(
-            &mut out,
-            "wpsmesh_edge_node_calls_total",
-            "counter",
-            "gRPC calls sent to each node.",
-            per_node(|n| n.calls.to_string()),
-        );
-        family(
-            &mut out,
-            "wpsmesh_edge_node_in_flight",
-            "gauge",
-            "gRPC calls waiting on each node.",
-            per_node(|n| n.in_flight.to_string()),
-        );
-        family(
-            &mut out,
-            "wpsmesh_edge_node_up",
-            "gauge",
-            "Whether each known node passes its health checks.",
-            per_node(|n| u8::from(n.healthy).to_string()),
-        );
-        out
-    }
-}
-
-/// Writes one metric family: HELP, TYPE, then a sample per (labels, value).
-fn family(
-    out: &mut String,
-    name: &str,
-    kind: &str,
-    help: &str,
-    samples: impl IntoIterator<Item = (String, String)>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
         }
     }
 }
 
-/// Middleware: counts every request by its route pattern and status.
+/// Middleware: times every request by its route template, method and status
+/// ([`HttpMetrics::track`]), and counts the job operation it made.
 pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let started = Instant::now();
-    let response = next.run(request).await;
+    let response = HttpMetrics::track(State(metrics.http.clone()), request, next).await;
     if let Some(JobCall(operation)) = response.extensions().get::<JobCall>() {
-        metrics.record_job(operation);
+        metrics
+            .jobs
+            .get_or_create(&[("operation", *operation)])
+            .inc();
     }
-    metrics.record(
-        route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
     response
 }
 
-/// `GET /metrics`.
-pub async fn handler(State((metrics, nodes)): State<(Arc<Metrics>, Nodes)>) -> Response {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        metrics.render(&nodes),
-    )
-        .into_response()
+/// `GET /metrics`: OpenMetrics for a scraper that asks for it, the classic text otherwise.
+pub async fn handler(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
+    wpsmesh_telemetry::metrics::response(&metrics.registry, &headers)
+}
+
+/// A metric of each node: name, help, and how its value is read from the node's stats.
+type PerNode<T> = (&'static str, &'static str, fn(&NodeStats) -> T);
+
+/// Reads the node pool at each scrape: node URIs are bounded by the pool.
+#[derive(Debug)]
+struct NodeCollector(Nodes);
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let healthy = ConstGauge::new(i64::try_from(self.0.len()).unwrap_or(i64::MAX));
+        let metric = encoder.encode_descriptor(
+            "wpsmesh_edge_nodes",
+            "Healthy processing nodes in the pool.",
+            None,
+            healthy.metric_type(),
+        )?;
+        healthy.encode(metric)?;
+        let stats = self.0.stats();
+        let counters: [PerNode<u64>; 2] = [
+            (
+                "wpsmesh_edge_node_calls",
+                "gRPC calls sent to each node.",
+                |n| n.calls,
+            ),
+            (
+                "wpsmesh_edge_node_failures",
+                "gRPC calls to each node that failed on the transport.",
+                |n| n.failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for n in &stats {
+                let labels = [("node", n.uri.as_str())];
+                ConstCounter::new(value(n)).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        let gauges: [PerNode<i64>; 2] = [
+            (
+                "wpsmesh_edge_node_in_flight",
+                "gRPC calls waiting on each node.",
+                |n| i64::try_from(n.in_flight).unwrap_or(i64::MAX),
+            ),
+            (
+                "wpsmesh_edge_node_up",
+                "Whether each known node passes its health checks.",
+                |n| i64::from(n.healthy),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for n in &stats {
+                let labels = [("node", n.uri.as_str())];
+                ConstGauge::new(value(n)).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -158,3 +158,54 @@ async fn other_paths_of_the_edge_are_refused_at_the_edge() {
     assert!(doc.contains("it points at this service but not at /api/file/retrieve/{id}.{ext}"));
     assert_eq!(node.b().executes.load(Ordering::SeqCst), executes);
 }
+
+/// `run` on a listener whose port the config does not know (port 0 chosen by the OS): hrefs to
+/// `127.0.0.1` on that port are still the edge's own files, while another port is foreign.
+#[tokio::test]
+async fn hrefs_to_the_port_the_edge_really_listens_on_are_its_own() {
+    init_logs();
+    let node = FakeNode::start("a").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut config = wpsmesh_edge::Config {
+        storage: "http://127.0.0.1:9".into(),
+        ..Default::default()
+    };
+    config.discovery.nodes = vec![node.uri()];
+    tokio::spawn(wpsmesh_edge::run(config, listener, std::future::pending()));
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    // Wait for the edge's readiness check to stop saying "no healthy node" (storage, which this
+    // test does not need, stays unreachable).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body = match http.get(format!("{url}/ready")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if !body.is_empty() && !body.contains("no healthy node") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no healthy node: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let post = |href: String| {
+        let body = json!({
+            "identifier": "native:buffer",
+            "inputs": {"INPUT": {"type": "reference", "href": href}, "DISTANCE": 0.5},
+        });
+        http.post(format!("{url}/api/wps/jobs")).json(&body).send()
+    };
+    let answer = post(format!("{url}/api/file/retrieve/{ID}.zip"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.text().await);
+    assert_eq!(sent_source(&node), stored("zip"));
+    let foreign = format!("http://127.0.0.1:{}/api/file/retrieve/{ID}.zip", port ^ 1);
+    let answer = post(foreign.clone()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(sent_source(&node), reference::Source::Href(foreign));
+}

@@ -12,6 +12,9 @@ use wpsmesh_proto::storage::ObjectId;
 
 use super::*;
 
+/// The trace context jobs are submitted with: handed back unchanged in their claims.
+const TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 vendor=x";
+
 fn request(process: &str) -> ExecuteRequest {
     ExecuteRequest {
         process_id: process.into(),
@@ -45,6 +48,7 @@ async fn submit(store: &dyn JobStore, process: &str) -> JobId {
         .submit(NewJob {
             id,
             request: request(process),
+            trace: TRACE.into(),
         })
         .await
         .expect("submit");
@@ -119,6 +123,10 @@ async fn life_of_a_job(store: &dyn JobStore) {
     assert_eq!(claim.lease.job_id, id);
     assert_eq!((claim.lease.attempt, claim.lease.node.as_str()), (1, "n1"));
     assert_eq!(claim.request, request("native:buffer"));
+    assert_eq!(
+        claim.trace, TRACE,
+        "the claim carries the submit's trace context"
+    );
     assert_eq!(claim.status.state, JobState::Running);
     assert_eq!(claim.status.job_id, id);
     assert!(store.claim("n2", LONG, NONE).await.unwrap().is_none());
@@ -174,6 +182,7 @@ async fn the_queue_is_bounded(store: &dyn JobStore) {
         .submit(NewJob {
             id: JobId::random(),
             request: request("p"),
+            trace: String::new(),
         })
         .await;
     assert!(

@@ -45,6 +45,9 @@ pub enum StoreError {
 pub struct NewJob {
     pub id: JobId,
     pub request: process::ExecuteRequest,
+    /// The submitting call's W3C trace context (`traceparent[ tracestate]`, empty when
+    /// untraced), kept with the job and handed back in its [`Claim`]: the run is linked to it.
+    pub trace: String,
 }
 
 /// The right to write about one attempt of a running job.
@@ -61,6 +64,8 @@ pub struct Claim {
     pub lease: Lease,
     pub status: JobStatus,
     pub request: process::ExecuteRequest,
+    /// The trace context the job was submitted with ([`NewJob::trace`]).
+    pub trace: String,
 }
 
 /// What a heartbeat reports of a running job.

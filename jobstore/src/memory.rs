@@ -39,6 +39,8 @@ struct Entry {
     record: JobRecord,
     /// `None` for a job begun by its node (synchronous): it is never queued or run again.
     request: Option<ExecuteRequest>,
+    /// The submitting call's trace context.
+    trace: String,
     lease_until: Option<SystemTime>,
     /// Attempts handed back by their node, not counted against `max_attempts`.
     released: u32,
@@ -95,6 +97,7 @@ impl MemoryStore {
                 },
                 status: s.clone(),
                 request,
+                trace: entry.trace.clone(),
             });
         }
         None
@@ -132,6 +135,7 @@ impl JobStore for MemoryStore {
                     outcome: None,
                 },
                 request: Some(job.request),
+                trace: job.trace,
                 lease_until: None,
                 released: 0,
             },
@@ -159,6 +163,7 @@ impl JobStore for MemoryStore {
                     outcome: None,
                 },
                 request: None,
+                trace: String::new(),
                 lease_until: Some(now + lease),
                 released: 0,
             },

@@ -334,6 +334,7 @@ impl JobStore for RedisStore {
                     Value::Bytes(request.into()),
                     ms(self.limits.ttl),
                     Value::Integer(self.limits.max_queued as i64),
+                    text(&job.trace),
                 ],
             )
             .await?;
@@ -426,6 +427,10 @@ impl JobStore for RedisStore {
                 .map_err(|e| corrupt(format!("request: {e}")))?;
             let request =
                 ExecuteRequest::try_from(request).map_err(|e| corrupt(format!("request: {e}")))?;
+            let trace = fields
+                .remove("trace")
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
             let record = JobRecord::from_hash(&job_id, fields)?;
             return Ok(Some(Claim {
                 lease: Lease {
@@ -435,6 +440,7 @@ impl JobStore for RedisStore {
                 },
                 status: record.status,
                 request,
+                trace,
             }));
         }
     }

@@ -30,6 +30,7 @@ pub struct Runner {
     /// This node's name, as job records show it.
     pub node: String,
     pub config: JobsConfig,
+    pub metrics: crate::metrics::NodeMetrics,
 }
 
 /// How a run ended: as the store records it, and as the caller of a synchronous Execute hears

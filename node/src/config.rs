@@ -16,6 +16,9 @@ use wpsmesh_jobstore::JobsConfig;
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
+    /// Address of the Prometheus `/metrics` server; none when unset (the `wpsmesh` binary
+    /// defaults to `0.0.0.0:9101`).
+    pub metrics_listen: Option<SocketAddr>,
     /// The storage service (`http://host:port`), where inputs are read and outputs written: the
     /// static member of [`Config::storage_discovery`] unless that lists its own.
     pub storage: String,
@@ -38,6 +41,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8001)),
+            metrics_listen: None,
             storage: "http://127.0.0.1:8800".into(),
             storage_discovery: Discovery::storage(),
             work_dir: std::env::temp_dir().join("wpsmesh-node"),

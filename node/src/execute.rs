@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::field::Empty;
+use tracing::{Instrument, info};
 use wpsmesh_proto::media::extension_for;
 use wpsmesh_proto::process::{self as domain, ExecuteRequest, InputValue, Output, Source};
 use wpsmesh_proto::wire::process::v1::{self as wire, input_description};
+use wpsmesh_telemetry::propagate::{self, KeyValue};
 
 use crate::catalog::Catalog;
 use crate::error::NodeError;
@@ -90,6 +92,30 @@ pub fn check<'c>(
     Ok(desc)
 }
 
+/// Records the `algorithm run` span: the worker's own times for the run (or, for a run that
+/// failed, the node's), as a child of the current span.
+fn ran(
+    process: &str,
+    worker_pid: u32,
+    start: std::time::SystemTime,
+    end: std::time::SystemTime,
+    error: Option<String>,
+) {
+    propagate::Finished {
+        name: "algorithm run",
+        parent: propagate::context_of(&tracing::Span::current()),
+        start,
+        end,
+        attributes: vec![
+            KeyValue::new("wps.process_id", process.to_owned()),
+            KeyValue::new("process.pid", i64::from(worker_pid)),
+        ],
+        links: Vec::new(),
+        error,
+    }
+    .record();
+}
+
 /// What the client declared a complex input to be, from its format (media type, else
 /// extension). The input's default format is no claim: the content decides then.
 fn declared(f: Option<&domain::Format>) -> Option<Claim> {
@@ -125,6 +151,7 @@ impl Executor {
 
         let mut run = RunJob::new(req.process_id.clone(), &outputs_dir);
         run.job_id = job.id.to_string();
+        run.trace = propagate::carrier(&tracing::Span::current());
         if let Some(t) = req.timeout {
             run = run.timeout(t.min(self.max_timeout));
         }
@@ -153,25 +180,57 @@ impl Executor {
         }
 
         let (tx, mut rx) = mpsc::channel(64);
+        // The wait for a free worker: from here to the worker taking the job.
+        let mut queued = Some(tracing::info_span!("queue wait"));
+        let mut started = None;
         let pump = async {
             while let Some(event) = rx.recv().await {
                 match event {
-                    JobEvent::Started { worker_pid } => job.started(worker_pid.to_string()),
+                    JobEvent::Started { worker_pid } => {
+                        queued = None;
+                        started = Some((std::time::SystemTime::now(), worker_pid));
+                        job.started(worker_pid.to_string());
+                    }
                     JobEvent::Progress(p) => job.progress(p),
                     JobEvent::Log(line) => job.log_line(line),
                 }
             }
         };
         let (outcome, ()) = tokio::join!(self.pool.run(run, tx, job.cancel.clone()), pump);
-        let outcome = outcome?;
+        drop(queued);
+        let process = req.process_id.clone();
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                if let Some((start, pid)) = started {
+                    ran(
+                        &process,
+                        pid,
+                        start,
+                        std::time::SystemTime::now(),
+                        Some(e.to_string()),
+                    );
+                }
+                return Err(e.into());
+            }
+        };
+        if let Some((start, end)) = outcome.ran {
+            ran(&process, outcome.worker_pid, start, end, None);
+        }
         info!(job = %job.id, worker = outcome.worker_pid, elapsed = ?outcome.elapsed, "job ran");
-        outputs::publish(
+        let span = tracing::info_span!("output publish", outputs = outcome.outputs.len());
+        let published = outputs::publish(
             &self.storage,
             outcome.outputs,
             &inline,
             self.max_inline_bytes,
         )
-        .await
+        .instrument(span.clone())
+        .await;
+        if let Err(e) = &published {
+            propagate::fail(&span, e.to_string());
+        }
+        published
     }
 
     /// Turns one input value into what the worker takes (several values for a zip of
@@ -202,20 +261,48 @@ impl Executor {
             InputValue::Reference(r) => {
                 tokio::fs::create_dir_all(dir).await?;
                 let claim = declared(r.format.as_ref());
-                let ext = claim.as_ref().map(|c| c.extension.as_str());
-                let (path, claim) = match &r.source {
-                    Source::Href(href) => {
-                        let path = self.fetcher.fetch(id, href, dir, ext).await?;
-                        (path, claim.or_else(|| Claim::from_href(href)))
-                    }
-                    Source::Stored(object) => {
-                        let path = self.fetcher.fetch_object(id, object, dir, ext).await?;
-                        (
-                            path,
-                            claim.or_else(|| Claim::from_extension(&object.extension)),
-                        )
+                let span = tracing::info_span!(
+                    "input fetch",
+                    input = id,
+                    server.address = Empty,
+                    storage.object_id = Empty,
+                    bytes = Empty
+                );
+                let fetched = async {
+                    let ext = claim.as_ref().map(|c| c.extension.as_str());
+                    Ok::<_, NodeError>(match &r.source {
+                        Source::Href(href) => {
+                            if let Some(host) = url::Url::parse(href)
+                                .ok()
+                                .and_then(|u| u.host_str().map(str::to_owned))
+                            {
+                                span.record("server.address", host);
+                            }
+                            let path = self.fetcher.fetch(id, href, dir, ext).await?;
+                            (path, claim.or_else(|| Claim::from_href(href)))
+                        }
+                        Source::Stored(object) => {
+                            span.record("storage.object_id", object.id.to_string());
+                            let path = self.fetcher.fetch_object(id, object, dir, ext).await?;
+                            (
+                                path,
+                                claim.or_else(|| Claim::from_extension(&object.extension)),
+                            )
+                        }
+                    })
+                }
+                .instrument(span.clone())
+                .await;
+                let (path, claim) = match fetched {
+                    Ok(fetched) => fetched,
+                    Err(e) => {
+                        propagate::fail(&span, e.to_string());
+                        return Err(e);
                     }
                 };
+                if let Ok(meta) = tokio::fs::metadata(&path).await {
+                    span.record("bytes", meta.len());
+                }
                 let format = r.format.clone().unwrap_or_default();
                 self.file_input(id, path, claim, format, d, dir).await?
             }

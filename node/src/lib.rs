@@ -2,7 +2,8 @@
 //!
 //! `run(config, listener, shutdown)` starts the worker pool, reads the process catalog once,
 //! serves gRPC (with health and reflection) until `shutdown`, registering in Consul when
-//! configured and deregistering before it stops.
+//! configured and deregistering before it stops; its Prometheus metrics are served on
+//! `metrics_listen` when set.
 
 pub mod attempt;
 pub mod catalog;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod execute;
 pub mod fetch;
 pub mod jobs;
+pub mod metrics;
 pub mod outputs;
 pub mod pool;
 pub mod scheduler;
@@ -52,6 +54,9 @@ pub async fn run_with_store(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tokio::fs::create_dir_all(&config.work_dir).await?;
+    let mut registry = wpsmesh_telemetry::metrics::registry();
+    let metrics = metrics::NodeMetrics::new(&mut registry);
+    let store = metrics::MeteredStore::wrap(store, metrics.clone());
     // Balanced over the discovered storage instances; discovery stops with the last clone.
     let storage_channel = wpsmesh_discovery::balanced_channel(
         &config.storage_discovery.or_member(&config.storage),
@@ -62,6 +67,8 @@ pub async fn run_with_store(
         StorageServiceClient::new(storage_channel).max_decoding_message_size(grpc::MAX_MESSAGE);
     let fetcher = fetch::Fetcher::new(config.fetch.clone(), Some(storage.clone()))?;
     let pool = Arc::new(pool::Pool::start(config.pool.clone()).await?);
+    pool.register_metrics(&mut registry);
+    fetcher.register_metrics(&mut registry);
     let catalog = catalog::Catalog::from_json(&pool.describe().await?)?;
     if !catalog.skipped().is_empty() {
         let ids: Vec<&str> = catalog
@@ -94,6 +101,7 @@ pub async fn run_with_store(
         running: Arc::default(),
         node: node_name,
         config: config.jobs.clone(),
+        metrics,
     });
     let service = service::ProcessService::new(runner.clone());
     let scheduler = Arc::new(scheduler::Scheduler {
@@ -102,12 +110,16 @@ pub async fn run_with_store(
     });
     let mut scheduling = scheduler.start();
 
+    let grpc_metrics = wpsmesh_telemetry::metrics::GrpcMetrics::new(&mut registry);
     let (router, health) = grpc::with_health_and_reflection(grpc::server());
-    let router = router.add_service(
-        ProcessServiceServer::new(service)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024),
-    );
+    // Calls are server spans under the caller's trace (health checks stay out of traces).
+    let router = router.add_service(wpsmesh_telemetry::grpc::Traced::new(
+        grpc_metrics.wrap(
+            ProcessServiceServer::new(service)
+                .max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024),
+        ),
+    ));
     health
         .set_serving::<ProcessServiceServer<service::ProcessService>>()
         .await;
@@ -117,6 +129,10 @@ pub async fn run_with_store(
         &config.consul.advertise_host(),
         addr.port(),
     )?;
+    let _metrics_server = match config.metrics_listen {
+        Some(at) => Some(wpsmesh_telemetry::metrics::spawn(at, Arc::new(registry)).await?),
+        None => None,
+    };
     info!(%addr, "node listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(grpc::serve(router, listener, async move {

@@ -3,13 +3,14 @@
 //! and does the store's housekeeping (reaping lost leases, deleting expired jobs and files).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use wpsmesh_jobstore::{Claim, StoreError};
+use wpsmesh_telemetry::propagate::{self, KeyValue};
 
 use crate::attempt::{BACKOFF, Runner, settle};
 use crate::error::NodeError;
@@ -71,14 +72,46 @@ impl Scheduler {
         while running.join_next().await.is_some() {}
     }
 
-    /// Runs one claimed job to its recorded end.
+    /// Runs one claimed job to its recorded end, in a trace of its own linked to the submit's
+    /// (whose trace also gets the time the job waited in the queue).
     async fn run(self: Arc<Self>, claim: Claim, permit: OwnedSemaphorePermit) {
+        let span = tracing::info_span!(
+            "job run",
+            job = %claim.lease.job_id,
+            attempt = claim.lease.attempt,
+            wps.process_id = %claim.request.process_id,
+        );
+        propagate::link(&span, &claim.trace);
+        if let Some(created) = claim.status.created_at {
+            propagate::Finished {
+                name: "job queued",
+                parent: propagate::from_carrier(&claim.trace),
+                start: created,
+                end: claim.status.started_at.unwrap_or_else(SystemTime::now),
+                attributes: vec![
+                    KeyValue::new("job.id", claim.lease.job_id.to_string()),
+                    KeyValue::new("job.attempt", i64::from(claim.lease.attempt)),
+                    KeyValue::new("node", self.runner.node.clone()),
+                ],
+                links: propagate::linked(&propagate::carrier(&span))
+                    .into_iter()
+                    .collect(),
+                error: None,
+            }
+            .record();
+        }
+        self.run_claimed(claim, permit).instrument(span).await;
+    }
+
+    async fn run_claimed(self: Arc<Self>, claim: Claim, permit: OwnedSemaphorePermit) {
         let Claim {
             lease,
             status,
             request,
+            ..
         } = claim;
         let r = &self.runner;
+        r.metrics.job_claimed(&status);
         let job = r.running.begin(status);
         info!(job = %job.id, attempt = lease.attempt, process = %request.process_id, "job claimed");
         let result = r.run(&job, Some(&lease), request).await;
@@ -118,6 +151,7 @@ impl Scheduler {
         let status = job.status();
         r.record(&lease, &status.worker, &outcome).await;
         job.ended(crate::attempt::ended(status, &outcome, r.config.ttl));
+        r.metrics.job_ended(&job.status());
         r.running.end(&job.id);
     }
 

@@ -79,6 +79,7 @@ impl ProcessService {
         };
         let status = ended(status, &outcome, r.config.ttl);
         job.ended(status.clone());
+        r.metrics.job_ended(&status);
         r.running.end(&id);
         let outputs = answer?;
         if !recorded {
@@ -182,7 +183,12 @@ impl process_service_server::ProcessService for ProcessService {
         let process = request.process_id.clone();
         let job = self
             .store()
-            .submit(NewJob { id, request })
+            .submit(NewJob {
+                id,
+                request,
+                // The claimed run, on whichever node, is linked to this call's trace.
+                trace: wpsmesh_telemetry::propagate::carrier(&tracing::Span::current()),
+            })
             .await
             .map_err(NodeError::from)?;
         info!(job = %id, process = %process, "job submitted");

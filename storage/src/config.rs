@@ -23,6 +23,9 @@ pub enum BackendKind {
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
+    /// Address of the Prometheus `/metrics` server; none when unset (the `wpsmesh` binary
+    /// defaults to `0.0.0.0:9102`).
+    pub metrics_listen: Option<SocketAddr>,
     pub backend: BackendKind,
     /// Largest object accepted, in bytes.
     pub max_object_size: u64,
@@ -38,6 +41,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8800)),
+            metrics_listen: None,
             backend: BackendKind::Local,
             max_object_size: 16 * 1024 * 1024 * 1024,
             local: LocalConfig::default(),

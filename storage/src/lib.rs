@@ -2,7 +2,8 @@
 //!
 //! `run(config, listener, shutdown)` serves `wpsmesh.storage.v1.StorageService` with the
 //! standard health and reflection services on an already bound listener, registered in Consul as
-//! `wps-file-storage` when `[storage.consul] address` is set (deregistered before it stops).
+//! `wps-file-storage` when `[storage.consul] address` is set (deregistered before it stops); its
+//! Prometheus metrics are served on `metrics_listen` when set.
 
 mod backend;
 mod config;
@@ -10,6 +11,7 @@ mod error;
 mod service;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -45,11 +47,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let backend = Backend::from_config(&config).await?;
-    let service = StorageServiceServer::new(StorageService::new(backend.clone(), &config))
-        .max_decoding_message_size(grpc::MAX_MESSAGE)
-        .max_encoding_message_size(grpc::MAX_MESSAGE);
+    let mut registry = wpsmesh_telemetry::metrics::registry();
+    let storage = StorageService::new(backend.clone(), &config);
+    storage.register_metrics(&mut registry);
+    let grpc_metrics = wpsmesh_telemetry::metrics::GrpcMetrics::new(&mut registry);
+    let service = grpc_metrics.wrap(
+        StorageServiceServer::new(storage)
+            .max_decoding_message_size(grpc::MAX_MESSAGE)
+            .max_encoding_message_size(grpc::MAX_MESSAGE),
+    );
     let (router, health) = grpc::with_health_and_reflection(grpc::server());
-    let router = router.add_service(service);
+    // Calls are server spans under the caller's trace (health checks stay out of traces).
+    let router = router.add_service(wpsmesh_telemetry::grpc::Traced::new(service));
 
     // Serving is reported once the backend is reachable (the bucket exists); until then the
     // health service says NOT_SERVING and calls fail with UNAVAILABLE naming the endpoint.
@@ -79,6 +88,10 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let registration =
         Registration::spawn(&config.consul, &config.consul.advertise_host(), addr.port())?;
+    let _metrics_server = match config.metrics_listen {
+        Some(at) => Some(wpsmesh_telemetry::metrics::spawn(at, Arc::new(registry)).await?),
+        None => None,
+    };
     info!(%addr, backend = ?config.backend, "storage listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut serving = tokio::spawn(grpc::serve(router, listener, async move {

@@ -11,6 +11,8 @@ use wpsmesh_proto::storage::{DownloadSpec, InvalidMessage, MAX_CHUNK, NewObject,
 use wpsmesh_proto::wire::storage::v1::{
     self as wire, download_response, storage_service_server, upload_request,
 };
+use wpsmesh_telemetry::metrics::Registry;
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::counter::Counter;
 
 use crate::backend::{Backend, ChunkStream};
 use crate::config::Config;
@@ -20,6 +22,10 @@ use crate::error::StorageError;
 pub struct StorageService {
     backend: Backend,
     max_object_size: u64,
+    /// Bytes of objects stored.
+    received: Counter,
+    /// Bytes of objects sent to readers.
+    sent: Counter,
 }
 
 impl StorageService {
@@ -27,7 +33,23 @@ impl StorageService {
         Self {
             backend,
             max_object_size: config.max_object_size,
+            received: Counter::default(),
+            sent: Counter::default(),
         }
+    }
+
+    /// Registers the byte counts (`wpsmesh_storage_received_bytes_total`, `..._sent_bytes_total`).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "wpsmesh_storage_received_bytes",
+            "Bytes of objects stored (uploads that completed)",
+            self.received.clone(),
+        );
+        registry.register(
+            "wpsmesh_storage_sent_bytes",
+            "Bytes of object content sent to readers",
+            self.sent.clone(),
+        );
     }
 }
 
@@ -147,6 +169,7 @@ impl storage_service_server::StorageService for StorageService {
         let chunks = checked_chunks(messages, self.max_object_size, meta.length);
         match self.backend.put(id, &meta, chunks).await {
             Ok(info) => {
+                self.received.inc_by(info.length);
                 info!(%id, length = info.length, format = %info.format, "object stored");
                 Ok(Response::new(wire::UploadResponse {
                     object: Some(info.into()),
@@ -171,10 +194,14 @@ impl storage_service_server::StorageService for StorageService {
             part: Some(download_response::Part::Object(info.into())),
         };
         let id = spec.id;
+        let sent = self.sent.clone();
         let chunks = rechunk(body).map(move |r| match r {
-            Ok(chunk) => Ok(wire::DownloadResponse {
-                part: Some(download_response::Part::Chunk(chunk)),
-            }),
+            Ok(chunk) => {
+                sent.inc_by(chunk.len() as u64);
+                Ok(wire::DownloadResponse {
+                    part: Some(download_response::Part::Chunk(chunk)),
+                })
+            }
             Err(e) => {
                 warn!(%id, error = %e, "download failed mid-stream");
                 Err(Status::from(e))

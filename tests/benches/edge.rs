@@ -17,48 +17,10 @@ use wpsmesh_proto::wire::process::v1::{
 };
 use wpsmesh_runtime::grpc;
 use wpsmesh_tests::data;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+use wpsmesh_tests::load::percentile;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// `clients` keep-alive clients hammering `url` for `secs`: (requests/s, p50, p99).
-async fn load(url: &str, clients: usize, secs: u64) -> anyhow::Result<(f64, Duration, Duration)> {
-    let until = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..clients {
-        let url = url.to_owned();
-        tasks.spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()?;
-            let mut latencies = Vec::new();
-            while Instant::now() < until {
-                let t = Instant::now();
-                let r = client.get(&url).send().await?;
-                anyhow::ensure!(r.status().is_success(), "status {}", r.status());
-                r.bytes().await?;
-                latencies.push(t.elapsed());
-            }
-            Ok(latencies)
-        });
-    }
-    let started = Instant::now();
-    let mut all = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        all.extend(r??);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    Ok((
-        all.len() as f64 / elapsed,
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
-    ))
 }
 
 async fn start(dir: &Path) -> anyhow::Result<(String, String, String)> {
@@ -177,7 +139,11 @@ async fn main() -> anyhow::Result<()> {
         ("DescribeProcess native:buffer", &describe),
     ] {
         for clients in [1, 32] {
-            let (rps, p50, p99) = load(url, clients, secs).await?;
+            let wpsmesh_tests::load::Load {
+                requests_per_sec: rps,
+                p50,
+                p99,
+            } = wpsmesh_tests::load::hammer(url, clients, secs).await?;
             println!(
                 "| {name} | {clients} | {rps:.0} | {:.3} | {:.3} |",
                 ms(p50),

@@ -3,7 +3,10 @@
 
 pub mod consul;
 pub mod formats;
+pub mod load;
 pub mod mesh;
+pub mod otlp;
+pub mod prometheus;
 mod redis;
 mod service;
 

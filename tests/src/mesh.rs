@@ -21,6 +21,8 @@ pub struct MeshSpec {
     pub edges: Vec<Vec<usize>>,
     /// Extra node settings, e.g. `("WPSMESH_NODE__JOBS__TTL", "3s")`.
     pub node_env: Vec<(String, String)>,
+    /// Settings for every process (storage, nodes, edges), e.g. `OTEL_*`.
+    pub env: Vec<(String, String)>,
 }
 
 impl MeshSpec {
@@ -30,6 +32,7 @@ impl MeshSpec {
             nodes,
             edges: vec![(0..nodes).collect()],
             node_env: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -40,6 +43,12 @@ impl MeshSpec {
 
     pub fn node_env(mut self, key: &str, value: &str) -> Self {
         self.node_env.push((key.into(), value.into()));
+        self
+    }
+
+    /// A setting for every process of the mesh.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 }
@@ -67,7 +76,15 @@ impl Mesh {
     pub async fn start(spec: MeshSpec) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let redis = RedisServer::start()?;
-        let storage = Launch::storage(dir.path(), "storage").start().await?;
+        let everywhere = |mut launch: Launch| {
+            for (k, v) in &spec.env {
+                launch = launch.env(k.clone(), v);
+            }
+            launch
+        };
+        let storage = everywhere(Launch::storage(dir.path(), "storage"))
+            .start()
+            .await?;
         let storage_root = dir.path().join("storage");
         let edge_ports: Vec<u16> = spec.edges.iter().map(|_| free_port()).collect();
         let edge_urls: Vec<String> = edge_ports
@@ -83,7 +100,7 @@ impl Mesh {
                 .env("WPSMESH_NODE__JOBS__LEASE", &lease)
                 .env("WPSMESH_NODE__JOBS__SWEEP_INTERVAL", "500ms")
                 .env("WPSMESH_NODE__POOL__CANCEL_GRACE", &grace);
-            for (k, v) in &spec.node_env {
+            for (k, v) in spec.env.iter().chain(&spec.node_env) {
                 launch = launch.env(k.clone(), v);
             }
             launch.start()
@@ -94,11 +111,16 @@ impl Mesh {
         let hosts = format!("[{}]", hosts.join(", "));
         let edges = futures::future::try_join_all(spec.edges.iter().enumerate().map(|(i, of)| {
             let uris: Vec<String> = of.iter().map(|&n| nodes[n].uri()).collect();
-            Launch::edge(dir.path(), &format!("edge-{i}"), &storage.uri(), &uris)
-                .port(edge_ports[i])
-                .env("WPSMESH_EDGE__PUBLIC_URL", &edge_urls[i])
-                .env("WPSMESH_EDGE__FILE_HOSTS", &hosts)
-                .start()
+            everywhere(Launch::edge(
+                dir.path(),
+                &format!("edge-{i}"),
+                &storage.uri(),
+                &uris,
+            ))
+            .port(edge_ports[i])
+            .env("WPSMESH_EDGE__PUBLIC_URL", &edge_urls[i])
+            .env("WPSMESH_EDGE__FILE_HOSTS", &hosts)
+            .start()
         }))
         .await?;
         let http = reqwest::Client::builder()

@@ -32,6 +32,8 @@ pub struct Launch {
     port: Option<u16>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Run the release build (benches).
+    release: bool,
 }
 
 impl Launch {
@@ -42,6 +44,7 @@ impl Launch {
             dir: dir.to_owned(),
             port: None,
             args: Vec::new(),
+            release: false,
             env: vec![
                 ("RUST_LOG".into(), "info".into()),
                 ("NO_COLOR".into(), "1".into()),
@@ -92,6 +95,12 @@ impl Launch {
         self
     }
 
+    /// Runs `target/release/wpsmesh` (for benches) instead of the debug build.
+    pub fn release(mut self) -> Self {
+        self.release = true;
+        self
+    }
+
     /// Listens on `port` instead of a free one picked at start (to know a URL in advance).
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -113,7 +122,7 @@ impl Launch {
 
     /// Starts the process and waits until it is ready (at most two minutes: a node starts QGIS).
     pub async fn start(self) -> anyhow::Result<Service> {
-        let bin = workspace_binary("wpsmesh", false)?;
+        let bin = workspace_binary("wpsmesh", self.release)?;
         let subcommand = match self.kind {
             Kind::Storage => "storage",
             Kind::Node => "node",
@@ -123,12 +132,19 @@ impl Launch {
         loop {
             tries += 1;
             let port = self.port.unwrap_or_else(free_port);
+            // Node and storage serve metrics on a port of their own (the edge on its port).
+            let metrics = match self.kind {
+                Kind::Storage => Some(("WPSMESH_STORAGE__METRICS_LISTEN", free_port())),
+                Kind::Node => Some(("WPSMESH_NODE__METRICS_LISTEN", free_port())),
+                Kind::Edge(_) => None,
+            };
             let log = self.dir.join(format!("{}.log", self.name));
             let file = std::fs::File::create(&log)?;
             let child = Command::new(&bin)
                 .arg(subcommand)
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .args(&self.args)
+                .envs(metrics.map(|(key, port)| (key, format!("127.0.0.1:{port}"))))
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(file.try_clone()?)
@@ -137,6 +153,7 @@ impl Launch {
             let mut service = Service {
                 name: self.name.clone(),
                 port,
+                metrics_port: metrics.map_or(port, |(_, port)| port),
                 log,
                 child: ChildGuard(child),
             };
@@ -157,6 +174,7 @@ impl Launch {
 pub struct Service {
     name: String,
     port: u16,
+    metrics_port: u16,
     log: PathBuf,
     child: ChildGuard,
 }
@@ -178,6 +196,12 @@ impl Service {
     /// `http://127.0.0.1:PORT` (gRPC URI or HTTP base URL).
     pub fn uri(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT` where `GET /metrics` answers: the edge's own port, the metrics port of
+    /// a node or storage service.
+    pub fn metrics_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.metrics_port)
     }
 
     pub fn pid(&self) -> u32 {

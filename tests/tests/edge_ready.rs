@@ -106,9 +106,9 @@ async fn not_ready_without_a_healthy_node_then_ready_once_one_joins() {
 
     let (_, _, metrics) = get(&app, "/metrics").await;
     for line in [
-        r#"wpsmesh_edge_http_requests_total{route="/ready",status="503"} 1"#,
-        r#"wpsmesh_edge_http_requests_total{route="/ready",status="200"} 1"#,
-        r#"wpsmesh_edge_http_requests_total{route="/health",status="200"} 1"#,
+        r#"wpsmesh_http_request_duration_seconds_count{route="/ready",method="GET",status="503"} 1"#,
+        r#"wpsmesh_http_request_duration_seconds_count{route="/ready",method="GET",status="200"} 1"#,
+        r#"wpsmesh_http_request_duration_seconds_count{route="/health",method="GET",status="200"} 1"#,
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }

@@ -46,6 +46,14 @@ impl Up {
             .arg("--data-dir")
             .arg(dir.path().join("mesh"))
             .env("WPSMESH_NODE__LISTEN", format!("127.0.0.1:{node}"))
+            .env(
+                "WPSMESH_NODE__METRICS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env(
+                "WPSMESH_STORAGE__METRICS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

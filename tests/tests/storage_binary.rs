@@ -21,6 +21,10 @@ async fn storage_binary_serves_s3_and_stops_on_sigterm() {
     let child = Command::new(workspace_binary("wpsmesh", false).expect("wpsmesh binary"))
         .args(["storage", "--listen", &format!("127.0.0.1:{port}")])
         .env("WPSMESH_STORAGE__BACKEND", "s3")
+        .env(
+            "WPSMESH_STORAGE__METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("WPSMESH_STORAGE__S3__ENDPOINT", &s3.endpoint)
         .env("WPSMESH_STORAGE__S3__BUCKET", "e2e")
         .env("AWS_ACCESS_KEY_ID", &s3.access_key)

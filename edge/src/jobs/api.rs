@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
-use tracing::info;
+use tracing::{Instrument, info};
 use wpsmesh_proto::process::{ExecuteRequest, JobResult, JobState, JobStatus, Output, OutputValue};
 use wpsmesh_proto::time::rfc3339_millis;
 
@@ -57,19 +57,41 @@ async fn execute(
         Err(e) => return error_response(&e),
     };
     match mode {
-        Mode::Sync => match run(&state, request).await {
-            Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
-            Err(e) => error_response(&e),
-        },
-        Mode::Async => job_call(submit(&state, request).await, "submit"),
+        Mode::Sync => {
+            let span = operation_span("execute");
+            match run(&state, request).instrument(span.clone()).await {
+                Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
+                Err(e) => {
+                    failed(&span, &e);
+                    error_response(&e)
+                }
+            }
+        }
+        Mode::Async => {
+            let span = operation_span("submit");
+            job_call(submit(&state, request).instrument(span).await, "submit")
+        }
     }
+}
+
+/// The span of one JSON API operation.
+fn operation_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!("json operation", otel.name = %format_args!("json {operation}"), json.operation = operation)
+}
+
+/// Marks an operation's span failed with the OWS error.
+fn failed(span: &tracing::Span, e: &OwsError) {
+    wpsmesh_telemetry::propagate::fail(span, format!("{}: {}", e.code.as_str(), e.text));
 }
 
 /// `"mode": "async"`: 201 with the accepted job and its Location.
 async fn submit(state: &JobsState, request: ExecuteRequest) -> Response {
     let job = match jobs::submit(&state.nodes, &state.files, request).await {
         Ok(job) => job,
-        Err(e) => return error_response(&e),
+        Err(e) => {
+            failed(&tracing::Span::current(), &e);
+            return error_response(&e);
+        }
     };
     let body = job_json(&state.files, &job, None);
     let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
@@ -85,7 +107,7 @@ async fn status(
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let followed = async { jobs::follow(&state.nodes, &jobs::path_id(path)?).await };
-    let answer = match followed.await {
+    let answer = match followed.instrument(operation_span("status")).await {
         Ok(JobResult {
             status: job,
             outputs,
@@ -106,7 +128,7 @@ async fn dismiss(
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let dismissed = async { jobs::dismiss(&state.nodes, &jobs::path_id(path)?).await };
-    let answer = match dismissed.await {
+    let answer = match dismissed.instrument(operation_span("dismiss")).await {
         Ok(job) => (
             StatusCode::OK,
             axum::Json(job_json(&state.files, &job, None)),

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::Service;
-use tracing::debug;
+use tracing::{Instrument, debug};
 
 use wpsmesh_runtime::failure::Failure;
 
@@ -156,14 +156,21 @@ impl Service<http::Request<Body>> for NodeChannel {
             .map_err(|e| transport_status(node, e))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let guard = InFlight::start(&self.node);
         let node = self.node.clone();
+        // The client span, its context in the request's headers for the node's server span.
+        let span = wpsmesh_telemetry::grpc::client_span(&mut request, &node.uri);
         let call = self.channel.call(request);
-        Box::pin(async move {
-            let result = call.await;
-            drop(guard);
-            result.map_err(|e| transport_status(&node, e))
-        })
+        let recorded = span.clone();
+        Box::pin(
+            async move {
+                let result = call.await;
+                drop(guard);
+                wpsmesh_telemetry::grpc::client_answer(&recorded, &result);
+                result.map_err(|e| transport_status(&node, e))
+            }
+            .instrument(span),
+        )
     }
 }

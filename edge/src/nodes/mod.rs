@@ -106,8 +106,29 @@ impl Nodes {
     /// A client on a node chosen by p2c over in-flight calls; ServerBusy (with Retry-After)
     /// when no node is healthy. Calls made with it have no deadline and are never retried.
     pub fn client(&self) -> Result<NodeClient, OwsError> {
-        let node = self.pool.pick(&[]).ok_or_else(|| self.busy())?;
-        Ok(client_for(node))
+        Ok(client_for(self.pick(&[])?))
+    }
+
+    /// A healthy node not in `tried`, chosen by p2c: the `node choice` span names it (or says
+    /// none was available).
+    fn pick(&self, tried: &[Arc<str>]) -> Result<Arc<channel::Node>, OwsError> {
+        let span = tracing::info_span!(
+            "node choice",
+            node = tracing::field::Empty,
+            healthy = self.len(),
+            excluded = tried.len()
+        );
+        let _entered = span.enter();
+        match self.pool.pick(tried) {
+            Some(node) => {
+                span.record("node", &*node.uri);
+                Ok(node)
+            }
+            None => {
+                wpsmesh_telemetry::propagate::fail(&span, "no healthy node");
+                Err(self.busy())
+            }
+        }
     }
 
     fn busy(&self) -> OwsError {
@@ -144,7 +165,7 @@ impl Nodes {
         F: FnOnce(NodeClient) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let node = self.pool.pick(&[]).ok_or_else(|| self.busy())?;
+        let node = self.pick(&[])?;
         attempt(&node, deadline, f(client_for(node.clone())))
             .await
             .map_err(|miss| miss.into_error(self.retry_after))
@@ -160,7 +181,7 @@ impl Nodes {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut tried: Vec<Arc<str>> = Vec::new();
-        let mut node = self.pool.pick(&tried).ok_or_else(|| self.busy())?;
+        let mut node = self.pick(&tried)?;
         loop {
             let miss = match attempt(&node, self.deadlines.call, f(client_for(node.clone()))).await
             {
@@ -173,7 +194,7 @@ impl Nodes {
             // Another node, while retries are left and an untried node is healthy; otherwise
             // the last failure is the answer.
             let next = (attempts <= self.retries as usize)
-                .then(|| self.pool.pick(&tried))
+                .then(|| self.pick(&tried).ok())
                 .flatten();
             let Some(next) = next else {
                 debug!(node = %node.uri, attempts, error = %miss.text(), "idempotent call failed, no node left to retry on");

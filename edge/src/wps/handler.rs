@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tracing::info;
+use tracing::{Instrument, info};
 use wpsmesh_proto::process::{Output, OutputValue};
 
 use super::model::{Execute, ResponseForm, Version, WpsRequest};
@@ -92,9 +92,11 @@ async fn answer(state: &WpsState, parsed: Result<WpsRequest, OwsError>, hint: Ve
     };
     let operation = operation_name(&request);
     let job_operation = job_operation(&request);
-    let response = match dispatch(state, request).await {
+    let span = tracing::info_span!("wps operation", otel.name = %format_args!("wps {operation}"), wps.operation = operation);
+    let response = match dispatch(state, request).instrument(span.clone()).await {
         Ok(response) => response,
         Err((version, e)) => {
+            wpsmesh_telemetry::propagate::fail(&span, format!("{}: {}", e.code.as_str(), e.text));
             info!(operation, code = e.code.as_str(), locator = ?e.locator, error = %e.text, "wps request refused");
             exception(version, &e)
         }

@@ -1,4 +1,5 @@
--- KEYS: job, queue. ARGV: id, process, request, ttl_ms, max_queued.
+-- KEYS: job, queue. ARGV: id, process, request, ttl_ms, max_queued, trace (the submitter's
+-- W3C trace context, empty when untraced).
 -- Returns {1, now} when queued, {0, waiting} when the queue is full.
 local waiting = redis.call('XLEN', KEYS[2])
 if waiting >= tonumber(ARGV[5]) then
@@ -6,7 +7,7 @@ if waiting >= tonumber(ARGV[5]) then
 end
 local ttl = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'process', ARGV[2], 'state', 1, 'percent', 0, 'message', 'accepted',
-  'created', now, 'expires', now + ttl, 'attempt', 0, 'request', ARGV[3])
+  'created', now, 'expires', now + ttl, 'attempt', 0, 'request', ARGV[3], 'trace', ARGV[6])
 redis.call('PEXPIREAT', KEYS[1], now + ttl + 3600000)
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
 return {1, now}

@@ -63,6 +63,7 @@ fn job() -> NewJob {
             outputs: vec![],
             timeout: None,
         },
+        trace: String::new(),
     }
 }
 

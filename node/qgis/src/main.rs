@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use pyo3::prelude::*;
-use wpsmesh_proto::wire::worker::v1::Ready;
 use wpsmesh_proto::wire::worker::v1::worker_event::Event;
+use wpsmesh_proto::wire::worker::v1::{Ready, RunTiming};
 
 use crate::control::{Command, JobControl};
 
@@ -86,9 +86,22 @@ fn serve() -> anyhow::Result<()> {
                 Command::Describe(_) => session.describe(py),
                 Command::Run(request) => {
                     let started = Instant::now();
-                    let event = session.run(py, &request, &sink, &control);
-                    let outcome = match &event {
-                        Event::Finished(_) => "finished",
+                    let started_at = unix_nanos();
+                    let mut event = session.run(py, &request, &sink, &control);
+                    // The node records the `algorithm run` span with these times.
+                    let timing = Some(RunTiming {
+                        started_unix_nanos: started_at,
+                        ended_unix_nanos: unix_nanos(),
+                    });
+                    let outcome = match &mut event {
+                        Event::Finished(finished) => {
+                            finished.timing = timing;
+                            "finished"
+                        }
+                        Event::Failed(failed) => {
+                            failed.timing = timing;
+                            "failed"
+                        }
                         _ => "failed",
                     };
                     tracing::info!(
@@ -96,6 +109,7 @@ fn serve() -> anyhow::Result<()> {
                         process = request.process_id,
                         seconds = started.elapsed().as_secs_f64(),
                         outcome,
+                        trace_id = trace_id(&request.trace_context),
                         "job done"
                     );
                     event
@@ -104,6 +118,23 @@ fn serve() -> anyhow::Result<()> {
             sink.send(event).context("cannot send an event")?;
         }
     })
+}
+
+/// Now, in ns since the Unix epoch.
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The trace id of a `traceparent[ tracestate]` context (`00-<trace id>-<span id>-<flags>`), for
+/// log lines; empty when untraced.
+fn trace_id(context: &str) -> &str {
+    context
+        .split('-')
+        .nth(1)
+        .filter(|id| id.len() == 32)
+        .unwrap_or("")
 }
 
 /// Asks the kernel to SIGKILL this worker when the node that started it dies, even by

@@ -199,6 +199,7 @@ impl Session {
             parameter,
             message,
             log,
+            timing: None,
         }
     }
 }
@@ -281,5 +282,6 @@ fn finished(result: &Bound<'_, PyAny>, job_id: &str) -> PyResult<Finished> {
         job_id: job_id.to_owned(),
         outputs,
         log: result.get_item("log")?.extract()?,
+        timing: None,
     })
 }

@@ -49,6 +49,32 @@ pub enum Refusal {
     Redirect { url: String, reason: Box<Refusal> },
 }
 
+impl Refusal {
+    /// Every [`Refusal::kind`], for metrics that show each one from the start.
+    pub const KINDS: [&'static str; 7] = [
+        "scheme",
+        "no_host",
+        "address",
+        "resolved",
+        "metadata_host",
+        "too_many_redirects",
+        "redirect",
+    ];
+
+    /// The kind of refusal, a bounded label (the address or host stays out of it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Scheme(_) => "scheme",
+            Self::NoHost => "no_host",
+            Self::Address { .. } => "address",
+            Self::Resolved { .. } => "resolved",
+            Self::MetadataHost(_) => "metadata_host",
+            Self::TooManyRedirects(_) => "too_many_redirects",
+            Self::Redirect { .. } => "redirect",
+        }
+    }
+}
+
 fn list(refused: &[(IpAddr, String)]) -> String {
     let items: Vec<String> = refused
         .iter()

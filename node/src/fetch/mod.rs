@@ -30,6 +30,9 @@ use wpsmesh_proto::storage::ObjectId;
 use wpsmesh_proto::text;
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_runtime::grpc::MAX_MESSAGE;
+use wpsmesh_telemetry::metrics::Registry;
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::counter::Counter;
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::family::Family;
 
 use crate::dependency::STORAGE;
 
@@ -52,6 +55,8 @@ pub struct Fetcher {
     policy: Arc<Policy>,
     client: reqwest::Client,
     storage: Option<StorageServiceClient<Channel>>,
+    /// References refused by the address policy, by kind of refusal.
+    refused: Family<[(&'static str, &'static str); 1], Counter>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -79,12 +84,26 @@ impl Fetcher {
         )
         .map_err(|e| FetchError::Config(format!("building the http client failed: {e}")))?;
         let storage = storage.map(|c| c.max_decoding_message_size(MAX_MESSAGE));
+        let refused = Family::default();
+        for kind in Refusal::KINDS {
+            drop(refused.get_or_create(&[("reason", kind)]));
+        }
         Ok(Self {
             config: Arc::new(config),
             policy,
             client,
             storage,
+            refused,
         })
+    }
+
+    /// Registers the count of refused references (`wpsmesh_fetch_refused_total{reason}`).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "wpsmesh_fetch_refused",
+            "Input references refused by the address policy (SSRF guard), by kind of refusal",
+            self.refused.clone(),
+        );
     }
 
     pub fn config(&self) -> &FetchConfig {
@@ -118,6 +137,9 @@ impl Fetcher {
         };
         let url = Url::parse(href.trim()).map_err(|e| invalid(e.to_string()))?;
         let refused = |refusal: Refusal| {
+            self.refused
+                .get_or_create(&[("reason", refusal.kind())])
+                .inc();
             tracing::warn!(input = input_id, url = %shown(&url), reason = %refusal, "input reference refused");
             FetchError::Refused {
                 input: input_id.to_owned(),
@@ -147,6 +169,7 @@ impl Fetcher {
             })?
             .inspect_err(|e| match e {
                 FetchError::Refused { refusal, .. } => {
+                    self.refused.get_or_create(&[("reason", refusal.kind())]).inc();
                     tracing::warn!(input = input_id, url = %url_shown, reason = %refusal, "input reference refused");
                 }
                 e => tracing::info!(input = input_id, error = %e, "input fetch failed"),

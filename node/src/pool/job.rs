@@ -1,7 +1,7 @@
 //! What a job asks of a worker and what it gives back, and their wire (worker proto) forms.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wpsmesh_proto::wire::worker::v1 as wire;
 
@@ -18,6 +18,9 @@ pub struct RunJob {
     pub workdir: PathBuf,
     /// Overrides the pool's job timeout.
     pub timeout: Option<Duration>,
+    /// The W3C trace context of the run (`traceparent[ tracestate]`), handed to the worker;
+    /// empty when untraced.
+    pub trace: String,
 }
 
 /// Every value given for one input parameter.
@@ -73,6 +76,8 @@ pub struct RunOutcome {
     pub worker_pid: u32,
     /// Time on the worker, from sending the job to its end.
     pub elapsed: Duration,
+    /// When the algorithm started and ended, as the worker timed it.
+    pub ran: Option<(SystemTime, SystemTime)>,
 }
 
 /// One result of a job.
@@ -99,6 +104,7 @@ impl RunJob {
             outputs: Vec::new(),
             workdir: workdir.into(),
             timeout: None,
+            trace: String::new(),
         }
     }
 
@@ -165,6 +171,7 @@ impl RunJob {
                 })
                 .collect(),
             workdir: self.workdir.to_string_lossy().into_owned(),
+            trace_context: self.trace.clone(),
         }
     }
 }
@@ -218,11 +225,17 @@ impl RunOutcome {
                 value,
             })
         });
+        let at = |nanos: u64| UNIX_EPOCH + Duration::from_nanos(nanos);
+        let ran = finished
+            .timing
+            .filter(|t| t.started_unix_nanos > 0 && t.ended_unix_nanos >= t.started_unix_nanos)
+            .map(|t| (at(t.started_unix_nanos), at(t.ended_unix_nanos)));
         Self {
             outputs: outputs.collect(),
             log: finished.log,
             worker_pid,
             elapsed,
+            ran,
         }
     }
 }
@@ -242,5 +255,49 @@ mod tests {
         assert_eq!(request.inputs[0].values.len(), 2);
         assert_eq!(request.workdir, "/tmp/job");
         assert_eq!(request.job_id.len(), 32);
+        assert_eq!(
+            request.trace_context, "",
+            "untraced jobs hand the worker no context"
+        );
+    }
+
+    #[test]
+    fn the_trace_goes_to_the_worker_and_its_timing_comes_back() {
+        let mut job = RunJob::new("native:buffer", "/tmp/job");
+        job.trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into();
+        assert_eq!(job.to_wire().trace_context, job.trace);
+        let finished = |timing| wire::Finished {
+            job_id: job.job_id.clone(),
+            timing,
+            ..Default::default()
+        };
+        let timed = RunOutcome::from_wire(
+            finished(Some(wire::RunTiming {
+                started_unix_nanos: 1_000,
+                ended_unix_nanos: 3_000,
+            })),
+            7,
+            Duration::ZERO,
+        );
+        assert_eq!(
+            timed.ran,
+            Some((
+                UNIX_EPOCH + Duration::from_nanos(1_000),
+                UNIX_EPOCH + Duration::from_nanos(3_000)
+            ))
+        );
+        // No timing (an older worker), or times that make no span: none is recorded.
+        assert_eq!(
+            RunOutcome::from_wire(finished(None), 7, Duration::ZERO).ran,
+            None
+        );
+        let backwards = wire::RunTiming {
+            started_unix_nanos: 3_000,
+            ended_unix_nanos: 1_000,
+        };
+        assert_eq!(
+            RunOutcome::from_wire(finished(Some(backwards)), 7, Duration::ZERO).ran,
+            None
+        );
     }
 }

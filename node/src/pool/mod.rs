@@ -25,6 +25,7 @@ mod error;
 mod job;
 mod process;
 mod spawner;
+mod stats;
 mod supervisor;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +95,7 @@ impl Pool {
             spawner,
             queue: tokio::sync::Mutex::new(receiver),
             shutdown: CancellationToken::new(),
+            stats: stats::PoolStats::new(size),
         });
         let mut slots = JoinSet::new();
         for (worker, _) in workers {
@@ -117,6 +119,11 @@ impl Pool {
     /// The QGIS version the workers run.
     pub fn qgis_version(&self) -> &str {
         &self.qgis_version
+    }
+
+    /// Registers the pool's metrics: busy and idle slots, queue depth, crashes, recycles.
+    pub fn register_metrics(&self, registry: &mut wpsmesh_telemetry::metrics::Registry) {
+        self.shared.stats.register(registry, self.queue.downgrade());
     }
 
     /// The JSON of `describe_all()` (`{"processes": [...], "skipped": [...]}`) from one worker.

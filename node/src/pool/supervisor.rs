@@ -44,6 +44,7 @@ pub(super) struct Shared {
     pub(super) spawner: Spawner,
     pub(super) queue: Mutex<mpsc::Receiver<Task>>,
     pub(super) shutdown: CancellationToken,
+    pub(super) stats: super::stats::PoolStats,
 }
 
 /// Whether the worker can take another job after a task.
@@ -75,6 +76,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: WorkerProcess) {
                     debug!(worker = current.pid, ?event, "event from an idle worker ignored");
                 } else {
                     let status = current.kill_and_reap().await;
+                    shared.stats.crashes.inc();
                     warn!(worker = current.pid, %status, ?received,
                         stderr = current.stderr_tail(), "idle worker exited");
                     continue;
@@ -106,6 +108,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: WorkerProcess) {
         current.jobs += 1;
         let limit = shared.config.max_jobs_per_worker;
         if limit > 0 && current.jobs >= limit {
+            shared.stats.recycles.inc();
             info!(
                 worker = current.pid,
                 jobs = current.jobs,
@@ -198,11 +201,13 @@ async fn run(shared: &Shared, worker: &mut WorkerProcess, task: RunTask) -> Afte
         return After::Untouched;
     }
     let begun = Instant::now();
+    let _busy = shared.stats.busy();
     let mut forward = Forward::new(events);
     forward.push(JobEvent::Started {
         worker_pid: worker.pid,
     });
     let (result, after) = execute(shared, worker, &job, &cancel, &mut forward).await;
+    shared.stats.ran(&result);
     forward.flush();
     let elapsed = begun.elapsed();
     match &result {

@@ -108,6 +108,10 @@ pub struct RunRequest {
     /// A directory owned by this job where outputs are written.
     #[prost(string, tag = "5")]
     pub workdir: ::prost::alloc::string::String,
+    /// The W3C trace context of the run, `traceparent\[ tracestate\]`; empty when untraced. The
+    /// worker names the trace in its log lines; the node records the run's span.
+    #[prost(string, tag = "6")]
+    pub trace_context: ::prost::alloc::string::String,
 }
 /// WorkerEvent is sent by the worker on its stdout.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -190,6 +194,15 @@ pub mod output_value {
         File(super::LocalFile),
     }
 }
+/// RunTiming is when the algorithm ran on the worker, in ns since the Unix epoch: the node
+/// records the `algorithm run` span with these times.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RunTiming {
+    #[prost(uint64, tag = "1")]
+    pub started_unix_nanos: u64,
+    #[prost(uint64, tag = "2")]
+    pub ended_unix_nanos: u64,
+}
 /// Finished ends a job that succeeded.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Finished {
@@ -199,6 +212,8 @@ pub struct Finished {
     pub outputs: ::prost::alloc::vec::Vec<OutputValue>,
     #[prost(string, repeated, tag = "3")]
     pub log: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "4")]
+    pub timing: ::core::option::Option<RunTiming>,
 }
 /// Failed ends a job that did not succeed.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -213,6 +228,8 @@ pub struct Failed {
     pub message: ::prost::alloc::string::String,
     #[prost(string, repeated, tag = "5")]
     pub log: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "6")]
+    pub timing: ::core::option::Option<RunTiming>,
 }
 /// FailureKind says why a job failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

@@ -20,6 +20,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+use tracing::Instrument;
+use tracing::field::Empty;
+use wpsmesh_telemetry::propagate;
 
 use super::{ByteRange, InvalidMessage, MAX_CHUNK, ObjectId, ObjectInfo};
 use crate::wire::storage::v1 as wire;
@@ -167,17 +170,26 @@ impl StorageClient {
 
     /// An object's metadata.
     pub async fn stat(&self, id: ObjectId) -> Result<ObjectInfo, StorageError> {
-        let request = wire::StatRequest { id: id.to_string() };
-        let answer = within(self.timeout, self.client.clone().stat(request)).await?;
-        checked(answer.into_inner().object)
+        let span = call_span("stat", "Stat", Some(id));
+        let request = traced(&span, wire::StatRequest { id: id.to_string() });
+        let answered = async {
+            let answer = within(self.timeout, self.client.clone().stat(request)).await?;
+            checked(answer.into_inner().object)
+        };
+        ended(&span, answered.instrument(span.clone()).await)
     }
 
     /// Deletes an object; an object that does not exist is an error with
     /// [`StorageError::is_not_found`].
     pub async fn delete(&self, id: ObjectId) -> Result<(), StorageError> {
-        let request = wire::DeleteRequest { id: id.to_string() };
-        within(self.timeout, self.client.clone().delete(request)).await?;
-        Ok(())
+        let span = call_span("delete", "Delete", Some(id));
+        let request = traced(&span, wire::DeleteRequest { id: id.to_string() });
+        let answered = within(self.timeout, self.client.clone().delete(request))
+            .instrument(span.clone())
+            .await
+            .map(drop)
+            .map_err(StorageError::from);
+        ended(&span, answered)
     }
 
     /// Opens a download of at most `length` bytes from `offset`: the object's metadata (the
@@ -190,13 +202,17 @@ impl StorageClient {
         offset: u64,
         length: Option<u64>,
     ) -> Result<(ObjectInfo, Chunks), StorageError> {
-        let request = wire::DownloadRequest {
-            id: id.to_string(),
-            offset,
-            length,
-        };
+        let span = call_span("download", "Download", Some(id));
+        let request = traced(
+            &span,
+            wire::DownloadRequest {
+                id: id.to_string(),
+                offset,
+                length,
+            },
+        );
         let mut client = self.client.clone();
-        let (info, mut stream) = within(self.timeout, async move {
+        let opened = within(self.timeout, async move {
             let mut stream = client.download(request).await?.into_inner();
             let Some(first) = stream.message().await? else {
                 return Err(Violation::NoMetadata.into());
@@ -209,22 +225,31 @@ impl StorageClient {
                 None => Err(Violation::NoMetadata.into()),
             }
         })
-        .await?;
-        let info = checked(Some(info))?;
-        let (_, expected) = ByteRange { offset, length }
-            .resolve(info.length)
-            .map_err(Violation::Invalid)?;
+        .instrument(span.clone())
+        .await;
+        let (info, mut stream) = ended(&span, opened)?;
+        let info = ended(&span, checked(Some(info)))?;
+        let (_, expected) = ended(
+            &span,
+            ByteRange { offset, length }
+                .resolve(info.length)
+                .map_err(|e| Violation::Invalid(e).into()),
+        )?;
         let idle = self.idle;
+        // The span lasts until the stream ends, with the bytes received.
         let chunks = async_stream::stream! {
             let mut received = 0u64;
             loop {
                 match within(idle, stream.message()).await {
                     Err(status) => {
+                        propagate::fail(&span, status.message());
                         yield Err(StorageError::Status(status));
                         break;
                     }
                     Ok(None) => {
+                        span.record("storage.bytes", received);
                         if received < expected {
+                            propagate::fail(&span, "short download");
                             yield Err(Violation::Short { received, expected }.into());
                         }
                         break;
@@ -279,13 +304,16 @@ impl StorageClient {
         // dropped, the sender goes without the end mark and the call still sends the empty
         // message that aborts the upload. (A call merely cancelled resets its stream, which the
         // server side of hyper reads as a clean end: storage would keep what it got.)
+        let span = call_span("upload", "Upload", None);
         let mut client = self.client.clone();
-        let task = tokio::spawn(async move { client.upload(requests(rx)).await });
+        let request = traced(&span, requests(rx));
+        let task =
+            tokio::spawn(async move { client.upload(request).await }.instrument(span.clone()));
         let call = async {
             task.await
                 .unwrap_or_else(|e| Err(Status::internal(format!("upload task failed: {e}"))))
         };
-        let pump = pump(body, tx, self.idle);
+        let pump = pump(body, tx, self.idle).instrument(span.clone());
         tokio::pin!(call, pump);
         let answer = tokio::select! {
             result = &mut pump => match result {
@@ -299,8 +327,11 @@ impl StorageClient {
             },
             result = &mut call => result,
         };
-        let answer = answer.map_err(StorageError::Status)?;
-        Ok(checked(answer.into_inner().object)?)
+        let answer = ended(&span, answer.map_err(StorageError::Status))?;
+        let info = ended(&span, checked(answer.into_inner().object))?;
+        span.record("storage.object_id", info.id.to_string());
+        span.record("storage.bytes", info.length);
+        Ok(info)
     }
 
     /// Uploads the file at `path` as `name`, its length declared: a file that changes length
@@ -343,6 +374,40 @@ impl StorageClient {
         };
         self.upload(name, Some(length), body).await
     }
+}
+
+/// The client span of one storage call (`storage upload`, `storage download`, ...): kind
+/// client, the gRPC method, the object and, once known, the bytes moved.
+fn call_span(what: &'static str, method: &'static str, id: Option<ObjectId>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "storage call",
+        otel.name = %format_args!("storage {what}"),
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.service = "wpsmesh.storage.v1.StorageService",
+        rpc.method = method,
+        storage.object_id = Empty,
+        storage.bytes = Empty,
+    );
+    if let Some(id) = id {
+        span.record("storage.object_id", id.to_string());
+    }
+    span
+}
+
+/// `message` as a request carrying `span`'s trace context in its metadata.
+fn traced<T>(span: &tracing::Span, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    propagate::inject_span(span, request.metadata_mut().as_mut());
+    request
+}
+
+/// `result`, its error (if any) set as `span`'s error status.
+fn ended<T>(span: &tracing::Span, result: Result<T, StorageError>) -> Result<T, StorageError> {
+    if let Err(e) = &result {
+        propagate::fail(span, e.to_string());
+    }
+    result
 }
 
 /// Object metadata from an answer, checked.

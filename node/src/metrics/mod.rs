@@ -1,0 +1,129 @@
+//! The node's Prometheus metrics, in a registry of its own served on the node's metrics port:
+//! jobs by process and final state, their run time and queue wait (from the job's recorded
+//! times), job store errors (see `store`), plus what the pool, the fetcher and the gRPC layer
+//! register themselves.
+
+mod store;
+
+use std::time::SystemTime;
+
+use wpsmesh_proto::process::JobStatus;
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::counter::Counter;
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::family::Family;
+use wpsmesh_telemetry::metrics::{HistogramFamily, Registry, job_histogram};
+
+pub use store::MeteredStore;
+
+type ProcessLabel = [(&'static str, String); 1];
+
+/// The job metrics of one node. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NodeMetrics {
+    jobs: Family<[(&'static str, String); 2], Counter>,
+    duration: HistogramFamily<ProcessLabel>,
+    queue_wait: HistogramFamily<ProcessLabel>,
+    store_errors: Family<[(&'static str, &'static str); 2], Counter>,
+}
+
+impl NodeMetrics {
+    /// Registers the job metrics in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            jobs: Family::default(),
+            duration: HistogramFamily::new_with_constructor(job_histogram as _),
+            queue_wait: HistogramFamily::new_with_constructor(job_histogram as _),
+            store_errors: Family::default(),
+        };
+        registry.register(
+            "wpsmesh_jobs",
+            "Jobs run on this node that reached a final state, by process and state (succeeded, failed, dismissed)",
+            metrics.jobs.clone(),
+        );
+        registry.register(
+            "wpsmesh_job_duration_seconds",
+            "Run time of jobs on this node, from start to final state, by process",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "wpsmesh_job_queue_wait_seconds",
+            "Time queued jobs waited, from accepted to claimed by this node, by process",
+            metrics.queue_wait.clone(),
+        );
+        registry.register(
+            "wpsmesh_jobstore_errors",
+            "Job store calls that failed (store unreachable or a record unreadable), by operation and kind",
+            metrics.store_errors.clone(),
+        );
+        metrics
+    }
+
+    /// A job run here reached `status`; counted and timed when that state is final.
+    pub fn job_ended(&self, status: &JobStatus) {
+        if !status.state.is_terminal() {
+            return;
+        }
+        let process = status.process_id.clone();
+        self.jobs
+            .get_or_create(&[
+                ("process", process.clone()),
+                ("status", status.state.name().to_owned()),
+            ])
+            .inc();
+        if let Some(seconds) = between(status.started_at, status.finished_at) {
+            self.duration
+                .get_or_create(&[("process", process)])
+                .observe(seconds);
+        }
+    }
+
+    /// A queued job was claimed here: the time it waited since it was accepted.
+    pub fn job_claimed(&self, status: &JobStatus) {
+        if let Some(seconds) = between(status.created_at, status.started_at) {
+            self.queue_wait
+                .get_or_create(&[("process", status.process_id.clone())])
+                .observe(seconds);
+        }
+    }
+}
+
+/// Seconds from `from` to `to`, when both are known and in order.
+fn between(from: Option<SystemTime>, to: Option<SystemTime>) -> Option<f64> {
+    Some(to?.duration_since(from?).ok()?.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use wpsmesh_proto::process::{JobId, JobState};
+
+    use super::*;
+
+    fn status(state: JobState) -> JobStatus {
+        let now = SystemTime::now();
+        JobStatus {
+            created_at: Some(now),
+            started_at: Some(now + Duration::from_secs(2)),
+            finished_at: Some(now + Duration::from_secs(5)),
+            ..JobStatus::new(JobId::random(), "native:buffer", state)
+        }
+    }
+
+    #[test]
+    fn final_states_are_counted_and_timed_running_ones_are_not() {
+        let mut registry = Registry::default();
+        let metrics = NodeMetrics::new(&mut registry);
+        metrics.job_ended(&status(JobState::Running));
+        metrics.job_ended(&status(JobState::Succeeded));
+        metrics.job_claimed(&status(JobState::Running));
+        let text = wpsmesh_telemetry::metrics::encode(&registry, false);
+        for line in [
+            r#"wpsmesh_jobs_total{process="native:buffer",status="succeeded"} 1"#,
+            r#"wpsmesh_job_duration_seconds_sum{process="native:buffer"} 3.0"#,
+            r#"wpsmesh_job_queue_wait_seconds_sum{process="native:buffer"} 2.0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(!text.contains(r#"status="running""#), "{text}");
+    }
+}
