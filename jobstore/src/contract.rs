@@ -176,8 +176,10 @@ async fn life_of_a_job(store: &dyn JobStore) {
 }
 
 async fn the_queue_is_bounded(store: &dyn JobStore) {
+    assert_eq!(store.queued().await.unwrap(), 0);
     submit(store, "p").await;
     submit(store, "p").await;
+    assert_eq!(store.queued().await.unwrap(), 2, "queue depth");
     let third = store
         .submit(NewJob {
             id: JobId::random(),
@@ -191,6 +193,11 @@ async fn the_queue_is_bounded(store: &dyn JobStore) {
     );
     // A claim frees a place.
     assert!(store.claim("n", LONG, NONE).await.unwrap().is_some());
+    assert_eq!(
+        store.queued().await.unwrap(),
+        1,
+        "queue depth after a claim"
+    );
     submit(store, "p").await;
 }
 

@@ -164,6 +164,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Finished jobs whose expiry has passed (at most `limit`), still in the store.
     async fn expired(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
 
+    /// Jobs waiting in the queue for a node (Redis: entries no node has read yet, a job
+    /// dismissed while it waited included until a node skips it).
+    async fn queued(&self) -> Result<u64, StoreError>;
+
     /// Deletes a job's record (after its outputs were deleted).
     async fn forget(&self, id: &JobId) -> Result<(), StoreError>;
 }

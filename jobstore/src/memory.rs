@@ -348,6 +348,21 @@ impl JobStore for MemoryStore {
             .collect())
     }
 
+    async fn queued(&self) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        let waiting = inner
+            .queue
+            .iter()
+            .filter(|id| {
+                inner
+                    .jobs
+                    .get(id)
+                    .is_some_and(|e| e.record.state() == JobState::Accepted)
+            })
+            .count();
+        Ok(waiting as u64)
+    }
+
     async fn forget(&self, id: &JobId) -> Result<(), StoreError> {
         self.lock().jobs.remove(id);
         Ok(())

@@ -623,6 +623,11 @@ impl JobStore for RedisStore {
         Ok(records)
     }
 
+    async fn queued(&self) -> Result<u64, StoreError> {
+        let waiting = self.client()?.xlen(self.keys.queue.as_str()).await;
+        self.client.answer(waiting).await
+    }
+
     async fn forget(&self, id: &JobId) -> Result<(), StoreError> {
         self.forget_key(id.as_str()).await
     }

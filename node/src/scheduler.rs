@@ -203,6 +203,7 @@ impl Scheduler {
                 warn!(job = %r.job_id, node = %r.node, attempt = r.attempt, "job lease ran out; no attempts left, job failed");
             }
         }
+        self.runner.metrics.queue_depth(store.queued().await?);
         for record in store.expired(100).await? {
             let id = record.status.job_id;
             if let Some(outcome) = record.outcome {

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use wpsmesh_proto::process::JobStatus;
 use wpsmesh_telemetry::metrics::prometheus_client::metrics::counter::Counter;
 use wpsmesh_telemetry::metrics::prometheus_client::metrics::family::Family;
+use wpsmesh_telemetry::metrics::prometheus_client::metrics::gauge::Gauge;
 use wpsmesh_telemetry::metrics::{HistogramFamily, Registry, job_histogram};
 
 pub use store::MeteredStore;
@@ -23,6 +24,7 @@ pub struct NodeMetrics {
     duration: HistogramFamily<ProcessLabel>,
     queue_wait: HistogramFamily<ProcessLabel>,
     store_errors: Family<[(&'static str, &'static str); 2], Counter>,
+    queued: Gauge,
 }
 
 impl NodeMetrics {
@@ -33,6 +35,7 @@ impl NodeMetrics {
             duration: HistogramFamily::new_with_constructor(job_histogram as _),
             queue_wait: HistogramFamily::new_with_constructor(job_histogram as _),
             store_errors: Family::default(),
+            queued: Gauge::default(),
         };
         registry.register(
             "wpsmesh_jobs",
@@ -54,7 +57,17 @@ impl NodeMetrics {
             "Job store calls that failed (store unreachable or a record unreadable), by operation and kind",
             metrics.store_errors.clone(),
         );
+        registry.register(
+            "wpsmesh_jobs_queued",
+            "Jobs waiting in the job store's queue for any node, as this node last read it (every sweep interval)",
+            metrics.queued.clone(),
+        );
         metrics
+    }
+
+    /// The store's queue held `waiting` jobs at the last housekeeping sweep.
+    pub fn queue_depth(&self, waiting: u64) {
+        self.queued.set(i64::try_from(waiting).unwrap_or(i64::MAX));
     }
 
     /// A job run here reached `status`; counted and timed when that state is final.
@@ -116,8 +129,10 @@ mod tests {
         metrics.job_ended(&status(JobState::Running));
         metrics.job_ended(&status(JobState::Succeeded));
         metrics.job_claimed(&status(JobState::Running));
+        metrics.queue_depth(7);
         let text = wpsmesh_telemetry::metrics::encode(&registry, false);
         for line in [
+            "wpsmesh_jobs_queued 7",
             r#"wpsmesh_jobs_total{process="native:buffer",status="succeeded"} 1"#,
             r#"wpsmesh_job_duration_seconds_sum{process="native:buffer"} 3.0"#,
             r#"wpsmesh_job_queue_wait_seconds_sum{process="native:buffer"} 2.0"#,

@@ -58,6 +58,10 @@ impl JobStore for MeteredStore {
         self.count("begin", self.inner.begin(id, process_id, node, lease).await)
     }
 
+    async fn queued(&self) -> Result<u64, StoreError> {
+        self.count("queued", self.inner.queued().await)
+    }
+
     async fn claim(
         &self,
         node: &str,
