@@ -33,6 +33,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// Log lines of a child process whose stderr its parent relays into its own log (the PyQGIS
+/// worker, relayed by its node): plain text without time or colour, which the parent adds,
+/// filtered by the variable `filter_var`, else `default_filter`. The child exports no spans:
+/// its parent records them from the times it reports.
+pub fn init_relayed(filter_var: &str, default_filter: &str) {
+    let filter = EnvFilter::try_from_env(filter_var).unwrap_or_else(|_| default_filter.into());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_env_filter(filter)
+        .try_init();
+}
+
 /// Installs the global subscriber for logs only (no traces), writing to stderr; see
 /// [`install`].
 pub fn init(format: LogFormat, default_filter: &str) {

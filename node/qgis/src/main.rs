@@ -24,15 +24,7 @@ use crate::control::{Command, JobControl};
 const PARENT_ENV: &str = "WPSMESH_WORKER_PARENT";
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .without_time()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WPSMESH_WORKER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    wpsmesh_telemetry::init_relayed("WPSMESH_WORKER_LOG", "info");
     match serve() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
