@@ -325,6 +325,17 @@ impl Mesh {
     }
 }
 
+/// The JSON job API's native:buffer (0.5) of the GeoJSON at `href`.
+pub fn buffer_job(href: &str) -> Value {
+    json!({
+        "identifier": "native:buffer",
+        "inputs": {
+            "INPUT": {"type": "reference", "href": href, "mimeType": "application/geo+json"},
+            "DISTANCE": {"type": "literal", "value": 0.5},
+        },
+    })
+}
+
 /// Uploads `path` through the file API of the edge at `edge`; the object's retrieve href.
 pub async fn upload(http: &reqwest::Client, edge: &str, path: &Path) -> String {
     let name = path

@@ -8,11 +8,13 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tonic::Code;
 use wpsmesh_proto::wire::process::v1::{GetResultRequest, JobState, JobStatus};
 use wpsmesh_tests::data;
-use wpsmesh_tests::mesh::{CANCEL_GRACE, LEASE, Mesh, MeshSpec, feature_count, object_of};
+use wpsmesh_tests::mesh::{
+    CANCEL_GRACE, LEASE, Mesh, MeshSpec, buffer_job as buffer, feature_count, object_of,
+};
 
 /// Copies of France in the medium input: buffering it takes a few seconds (about 45 ms each).
 const MEDIUM_COPIES: usize = 50;
@@ -47,17 +49,6 @@ async fn mesh(spec: MeshSpec) -> (tokio::sync::MutexGuard<'static, ()>, Mesh) {
     let turn = ONE_AT_A_TIME.lock().await;
     LazyLock::force(&DATA);
     (turn, Mesh::start(spec).await.expect("mesh starts"))
-}
-
-/// A JSON job: native:buffer of `href`.
-fn buffer(href: &str) -> Value {
-    json!({
-        "identifier": "native:buffer",
-        "inputs": {
-            "INPUT": {"type": "reference", "href": href, "mimeType": "application/geo+json"},
-            "DISTANCE": {"type": "literal", "value": 0.5},
-        },
-    })
 }
 
 /// A WPS 2.0 asynchronous Execute of native:buffer of `href`.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wpsmesh_tests::data::{self, POINTS_SQL};
-use wpsmesh_tests::mesh::upload;
+use wpsmesh_tests::mesh::{buffer_job as buffer, upload};
 use wpsmesh_tests::prometheus::{Prometheus, promtool};
 use wpsmesh_tests::{Launch, Service};
 
@@ -37,16 +37,6 @@ const ALERTS: [&str; 6] = [
     "WpsmeshWorkerCrashLoop",
     "WpsmeshStorageErrors",
 ];
-
-fn buffer(href: &str) -> Value {
-    json!({
-        "identifier": "native:buffer",
-        "inputs": {
-            "INPUT": {"type": "reference", "href": href, "mimeType": "application/geo+json"},
-            "DISTANCE": {"type": "literal", "value": 0.5},
-        },
-    })
-}
 
 /// Every PromQL expression of a dashboard's panels.
 fn dashboard_exprs(file: &str) -> Vec<String> {

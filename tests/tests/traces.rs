@@ -40,14 +40,9 @@ async fn mesh(endpoint: &str, env: &[(&str, &str)]) -> Mesh {
 
 /// native:buffer of `href`, its output by reference.
 fn buffer(href: &str) -> Value {
-    json!({
-        "identifier": "native:buffer",
-        "inputs": {
-            "INPUT": {"type": "reference", "href": href, "mimeType": "application/geo+json"},
-            "DISTANCE": {"type": "literal", "value": 0.5},
-        },
-        "outputs": {"OUTPUT": {"transmission": "reference"}},
-    })
+    let mut job = wpsmesh_tests::mesh::buffer_job(href);
+    job["outputs"] = json!({"OUTPUT": {"transmission": "reference"}});
+    job
 }
 
 /// `POST /api/wps/jobs` on edge 0: status, `x-trace-id` and body.
