@@ -26,6 +26,20 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// `127.0.0.1:{a free port}`, e.g. for a metrics port of a service under test.
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// Environment giving `wpsmesh up`'s node and storage metrics ports of their own, so meshes
+/// run side by side.
+pub fn up_metrics_env() -> [(&'static str, String); 2] {
+    [
+        ("WPSMESH_NODE__METRICS_LISTEN", free_addr()),
+        ("WPSMESH_STORAGE__METRICS_LISTEN", free_addr()),
+    ]
+}
+
 /// Waits until `addr` accepts TCP connections, or fails after `timeout`.
 pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;

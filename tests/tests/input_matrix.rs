@@ -46,14 +46,8 @@ impl Up {
             .arg("--data-dir")
             .arg(dir.path().join("mesh"))
             .env("WPSMESH_NODE__LISTEN", format!("127.0.0.1:{node}"))
-            .env(
-                "WPSMESH_NODE__METRICS_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env(
-                "WPSMESH_STORAGE__METRICS_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
+            // Metrics ports of their own: tests run side by side.
+            .envs(wpsmesh_tests::up_metrics_env())
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -23,7 +23,7 @@ async fn storage_binary_serves_s3_and_stops_on_sigterm() {
         .env("WPSMESH_STORAGE__BACKEND", "s3")
         .env(
             "WPSMESH_STORAGE__METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
+            wpsmesh_tests::free_addr(),
         )
         .env("WPSMESH_STORAGE__S3__ENDPOINT", &s3.endpoint)
         .env("WPSMESH_STORAGE__S3__BUCKET", "e2e")

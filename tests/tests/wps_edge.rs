@@ -64,14 +64,7 @@ async fn start_on(nodes: u16, ports: &Ports) -> Mesh {
         .arg(dir.path())
         .env("WPSMESH_NODE__LISTEN", format!("127.0.0.1:{}", ports.node))
         // Metrics ports of their own: tests run side by side.
-        .env(
-            "WPSMESH_NODE__METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env(
-            "WPSMESH_STORAGE__METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+        .envs(wpsmesh_tests::up_metrics_env())
         .env("WPSMESH_EDGE__MAX_BODY_BYTES", MAX_BODY.to_string())
         .env("RUST_LOG", "warn,wpsmesh::up=info")
         .env_remove("NO_COLOR")
