@@ -24,6 +24,7 @@ fn request(process: &str) -> ExecuteRequest {
         }],
         outputs: vec![],
         timeout: None,
+        subscriber: None,
     }
 }
 

@@ -269,6 +269,13 @@ impl process_service_server::ProcessService for ProcessService {
         };
         Ok(Response::new(Box::pin(stream)))
     }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<wire::ListJobsRequest>,
+    ) -> Result<Response<wire::ListJobsResponse>, Status> {
+        Err(Status::unimplemented("listing jobs is not built yet"))
+    }
 }
 
 /// How often WatchJob looks at the store for a job running on another node.

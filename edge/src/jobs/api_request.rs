@@ -89,6 +89,7 @@ pub fn parse_request(body: Value) -> Result<(ExecuteRequest, Mode), OwsError> {
         inputs,
         outputs,
         timeout: None,
+        subscriber: None,
     };
     Ok((request, mode))
 }

@@ -204,6 +204,7 @@ mod tests {
             }],
             outputs: vec![],
             timeout: None,
+            subscriber: None,
         }
     }
 

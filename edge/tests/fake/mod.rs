@@ -310,6 +310,13 @@ impl ProcessService for Fake {
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         Err(Status::unimplemented("watch"))
     }
+
+    async fn list_jobs(
+        &self,
+        _: tonic::Request<wpsmesh_proto::wire::process::v1::ListJobsRequest>,
+    ) -> Result<Response<wpsmesh_proto::wire::process::v1::ListJobsResponse>, Status> {
+        Err(Status::unimplemented("list jobs"))
+    }
 }
 
 /// A fake node served on loopback; stoppable and restartable on the same port.

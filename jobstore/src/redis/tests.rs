@@ -62,6 +62,7 @@ fn job() -> NewJob {
             inputs: vec![],
             outputs: vec![],
             timeout: None,
+            subscriber: None,
         },
         trace: String::new(),
     }

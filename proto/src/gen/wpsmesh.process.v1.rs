@@ -267,6 +267,25 @@ pub struct ExecuteRequest {
     /// Overrides the node's default job timeout when set (it cannot exceed the node's maximum).
     #[prost(message, optional, tag = "4")]
     pub timeout: ::core::option::Option<::prost_types::Duration>,
+    /// Callbacks about this job (OGC API - Processes); none when unset.
+    #[prost(message, optional, tag = "5")]
+    pub subscriber: ::core::option::Option<Subscriber>,
+}
+/// Subscriber asks for callbacks: the node running the job POSTs to these http(s) URIs (each
+/// optional, checked at submit by the node's address policy for input URLs) its status while it
+/// runs, its results when it succeeds and its status when it fails.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Subscriber {
+    #[prost(string, tag = "1")]
+    pub success_uri: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub in_progress_uri: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub failed_uri: ::prost::alloc::string::String,
+    /// The edge's public base URL (no trailing slash): the callback documents' links and output
+    /// hrefs are written under it.
+    #[prost(string, tag = "4")]
+    pub base_url: ::prost::alloc::string::String,
 }
 /// FileReference is an output file stored in the storage service; the edge turns it into a URL
 /// of its file API.
@@ -407,6 +426,41 @@ pub struct WatchJobResponse {
     pub job: ::core::option::Option<JobStatus>,
     #[prost(string, repeated, tag = "2")]
     pub log_lines: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// ListJobsRequest filters and pages the job list; an empty filter matches every job.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListJobsRequest {
+    #[prost(string, repeated, tag = "1")]
+    pub process_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(enumeration = "JobState", repeated, tag = "2")]
+    pub states: ::prost::alloc::vec::Vec<i32>,
+    /// Jobs created at or after this time.
+    #[prost(message, optional, tag = "3")]
+    pub created_from: ::core::option::Option<::prost_types::Timestamp>,
+    /// Jobs created at or before this time.
+    #[prost(message, optional, tag = "4")]
+    pub created_until: ::core::option::Option<::prost_types::Timestamp>,
+    /// Jobs that have run at least (at most) this long: finished - started, or now - started for
+    /// a running job; a job that has not started has no duration and matches neither.
+    #[prost(message, optional, tag = "5")]
+    pub min_duration: ::core::option::Option<::prost_types::Duration>,
+    #[prost(message, optional, tag = "6")]
+    pub max_duration: ::core::option::Option<::prost_types::Duration>,
+    /// At most this many jobs, 1 to 1000; 0 means 10.
+    #[prost(uint32, tag = "7")]
+    pub limit: u32,
+    /// A previous answer's next_page_token; empty for the newest jobs.
+    #[prost(string, tag = "8")]
+    pub page_token: ::prost::alloc::string::String,
+}
+/// ListJobsResponse is one page of jobs, newest first.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListJobsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub jobs: ::prost::alloc::vec::Vec<JobStatus>,
+    /// Asks for the next page; empty on the last one.
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
 }
 /// LiteralType is the data type of a literal value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -826,6 +880,34 @@ pub mod process_service_client {
                 );
             self.inner.server_streaming(req, path, codec).await
         }
+        /// ListJobs lists jobs newest first, whatever protocol submitted them, from the job store's
+        /// index; filters and pages as OGC API - Processes' job list does.
+        pub async fn list_jobs(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListJobsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListJobsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/wpsmesh.process.v1.ProcessService/ListJobs",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("wpsmesh.process.v1.ProcessService", "ListJobs"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -899,6 +981,15 @@ pub mod process_service_server {
             &self,
             request: tonic::Request<super::WatchJobRequest>,
         ) -> std::result::Result<tonic::Response<Self::WatchJobStream>, tonic::Status>;
+        /// ListJobs lists jobs newest first, whatever protocol submitted them, from the job store's
+        /// index; filters and pages as OGC API - Processes' job list does.
+        async fn list_jobs(
+            &self,
+            request: tonic::Request<super::ListJobsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListJobsResponse>,
+            tonic::Status,
+        >;
     }
     /// ProcessService is served by every node. Errors are gRPC statuses: INVALID_ARGUMENT or
     /// NOT_FOUND name the offending parameter in the message and in the `wpsmesh-locator` metadata
@@ -1337,6 +1428,51 @@ pub mod process_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/wpsmesh.process.v1.ProcessService/ListJobs" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListJobsSvc<T: ProcessService>(pub Arc<T>);
+                    impl<
+                        T: ProcessService,
+                    > tonic::server::UnaryService<super::ListJobsRequest>
+                    for ListJobsSvc<T> {
+                        type Response = super::ListJobsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListJobsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ProcessService>::list_jobs(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListJobsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

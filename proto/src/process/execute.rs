@@ -22,6 +22,96 @@ pub struct ExecuteRequest {
     pub outputs: Vec<OutputRequest>,
     /// Overrides the node's default job timeout (never its maximum).
     pub timeout: Option<Duration>,
+    /// Callbacks about the job; `None` when none were asked for.
+    pub subscriber: Option<Subscriber>,
+}
+
+/// Callbacks about a job (OGC API - Processes' `subscriber`): http(s) URIs the node running it
+/// POSTs to, each optional but at least one present. Their shape is checked here; whether their
+/// hosts may be called is the node's address policy's to say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscriber {
+    /// Receives the results document when the job succeeds.
+    pub success_uri: Option<String>,
+    /// Receives the status while the job runs.
+    pub in_progress_uri: Option<String>,
+    /// Receives the status when the job fails.
+    pub failed_uri: Option<String>,
+    /// The edge's public base URL (no trailing slash), for links and output hrefs.
+    pub base_url: String,
+}
+
+impl Subscriber {
+    /// The URIs given, with the OGC name of each (`successUri`, ...), for checks and logs.
+    pub fn uris(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("successUri", &self.success_uri),
+            ("inProgressUri", &self.in_progress_uri),
+            ("failedUri", &self.failed_uri),
+        ]
+        .into_iter()
+        .filter_map(|(name, uri)| uri.as_deref().map(|u| (name, u)))
+    }
+}
+
+/// `uri` if it is an absolute http(s) URL of printable ASCII within [`MAX_HREF`] bytes.
+fn http_uri(locator: &str, uri: String) -> Result<String, Invalid> {
+    let scheme_ok = uri
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+        || uri
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+    if !scheme_ok {
+        return Err(Invalid::new(locator, "not an http(s) URL"));
+    }
+    if uri.len() > MAX_HREF {
+        return Err(Invalid::new(
+            locator,
+            format!("longer than {MAX_HREF} bytes"),
+        ));
+    }
+    if !uri.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Invalid::new(locator, "a URL of printable ASCII is needed"));
+    }
+    Ok(uri)
+}
+
+impl TryFrom<wire::Subscriber> for Option<Subscriber> {
+    type Error = Invalid;
+
+    fn try_from(w: wire::Subscriber) -> Result<Self, Invalid> {
+        let uri = |name: &str, u: String| {
+            (!u.is_empty())
+                .then(|| http_uri(&format!("subscriber.{name}"), u))
+                .transpose()
+        };
+        let subscriber = Subscriber {
+            success_uri: uri("successUri", w.success_uri)?,
+            in_progress_uri: uri("inProgressUri", w.in_progress_uri)?,
+            failed_uri: uri("failedUri", w.failed_uri)?,
+            base_url: w.base_url,
+        };
+        if subscriber.uris().next().is_none() {
+            return Ok(None);
+        }
+        let base_url = http_uri("subscriber.base_url", subscriber.base_url.clone())?;
+        Ok(Some(Subscriber {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            ..subscriber
+        }))
+    }
+}
+
+impl From<Subscriber> for wire::Subscriber {
+    fn from(s: Subscriber) -> Self {
+        Self {
+            success_uri: s.success_uri.unwrap_or_default(),
+            in_progress_uri: s.in_progress_uri.unwrap_or_default(),
+            failed_uri: s.failed_uri.unwrap_or_default(),
+            base_url: s.base_url,
+        }
+    }
 }
 
 /// One value of an input parameter.
@@ -121,6 +211,11 @@ impl TryFrom<wire::ExecuteRequest> for ExecuteRequest {
                 })
                 .collect::<Result<_, Invalid>>()?,
             timeout,
+            subscriber: w
+                .subscriber
+                .map(Option::<Subscriber>::try_from)
+                .transpose()?
+                .flatten(),
         })
     }
 }
@@ -188,6 +283,7 @@ impl From<ExecuteRequest> for wire::ExecuteRequest {
                 })
                 .collect(),
             timeout: r.timeout.and_then(|t| t.try_into().ok()),
+            subscriber: r.subscriber.map(Into::into),
         }
     }
 }
@@ -263,6 +359,12 @@ mod tests {
                 as_reference: true,
             }],
             timeout: Some(Duration::from_secs(30)),
+            subscriber: Some(Subscriber {
+                success_uri: Some("http://hooks.example.com/done".into()),
+                in_progress_uri: None,
+                failed_uri: Some("https://hooks.example.com/failed".into()),
+                base_url: "http://wps.example.com".into(),
+            }),
         };
         let wire = wire::ExecuteRequest::from(request.clone());
         assert_eq!(ExecuteRequest::try_from(wire).unwrap(), request);
@@ -344,5 +446,45 @@ mod tests {
             ..good
         });
         assert_eq!(e.message, "empty identifier");
+    }
+
+    #[test]
+    fn subscribers_need_http_uris_and_a_base() {
+        let check = |w: wire::Subscriber| Option::<Subscriber>::try_from(w);
+        let good = wire::Subscriber {
+            success_uri: "http://hooks.example.com/done".into(),
+            base_url: "http://wps.example.com/".into(),
+            ..Default::default()
+        };
+        // Positive control; the base loses its trailing slash.
+        let ok = check(good.clone()).unwrap().unwrap();
+        assert_eq!(ok.base_url, "http://wps.example.com");
+        assert_eq!(
+            ok.uris().collect::<Vec<_>>(),
+            [("successUri", "http://hooks.example.com/done")]
+        );
+        // No URI at all is no subscriber.
+        assert_eq!(check(wire::Subscriber::default()).unwrap(), None);
+        let e = check(wire::Subscriber {
+            failed_uri: "file:///etc/passwd".into(),
+            ..good.clone()
+        })
+        .unwrap_err();
+        assert_eq!(
+            (e.locator.as_str(), e.message.as_str()),
+            ("subscriber.failedUri", "not an http(s) URL")
+        );
+        let e = check(wire::Subscriber {
+            in_progress_uri: "http://a b".into(),
+            ..good.clone()
+        })
+        .unwrap_err();
+        assert_eq!(e.locator, "subscriber.inProgressUri");
+        let e = check(wire::Subscriber {
+            base_url: String::new(),
+            ..good
+        })
+        .unwrap_err();
+        assert_eq!(e.locator, "subscriber.base_url");
     }
 }

@@ -4,15 +4,17 @@
 
 mod execute;
 mod job;
+mod list;
 mod output;
 
 use crate::wire::process::v1 as wire;
 
 pub use execute::{
     ComplexValue, ExecuteRequest, Input, InputValue, MAX_HREF, OutputRequest, Reference, Source,
-    StoredObject,
+    StoredObject, Subscriber,
 };
 pub use job::{JOB_ID, JobId, JobState, JobStatus, required_status};
+pub use list::{DEFAULT_LIMIT, JobFilter, JobPage, ListJobs, MAX_LIMIT};
 pub use output::{JobResult, Output, OutputValue, StoredFile, outputs_from_wire, outputs_to_wire};
 
 /// A wire message that failed a check: what was wrong (`message`) and where (`locator`, e.g.

@@ -153,6 +153,7 @@ mod tests {
             ],
             outputs: vec![],
             timeout: None,
+            subscriber: None,
         };
         let description = wire::ProcessDescription {
             inputs: vec![wire::InputDescription {

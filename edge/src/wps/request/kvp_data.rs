@@ -123,6 +123,7 @@ pub(super) fn execute(params: &Params<'_>) -> Result<WpsRequest, OwsError> {
             inputs,
             outputs,
             timeout: None,
+            subscriber: None,
         },
         mode: if store && status {
             Mode::Async

@@ -82,6 +82,7 @@ pub(super) fn execute(root: &Node) -> Result<WpsRequest, OwsError> {
             inputs,
             outputs,
             timeout: None,
+            subscriber: None,
         },
         mode,
         response,
