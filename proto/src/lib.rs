@@ -4,6 +4,7 @@
 pub mod framing;
 pub mod media;
 pub mod metadata;
+pub mod ogcapi;
 pub mod process;
 pub mod storage;
 pub mod text;
