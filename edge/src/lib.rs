@@ -12,6 +12,7 @@ pub mod jobs;
 mod listener;
 pub mod metrics;
 pub mod nodes;
+pub mod ogcapi;
 pub mod ows;
 pub mod ready;
 pub mod trace;
@@ -47,8 +48,16 @@ fn build(config: &Config, nodes: nodes::Nodes, storage: Channel) -> (Router, Rea
     let mut service = wps::Service::new(&config.public_url);
     service.title = config.title.clone();
     let own_files = jobs::OwnFiles::new(&config.public_url, config.listen, &config.file_hosts);
+    let catalog = Arc::new(catalog::Catalog::new(&nodes));
+    let ogc_state = ogcapi::OgcState {
+        nodes: nodes.clone(),
+        catalog: catalog.clone(),
+        files: own_files.clone(),
+        public_url: config.public_url.trim_end_matches('/').to_owned(),
+        max_body: config.max_body_bytes,
+    };
     let wps_state = Arc::new(wps::handler::WpsState {
-        catalog: catalog::Catalog::new(&nodes),
+        catalog,
         nodes: nodes.clone(),
         storage: storage.clone(),
         service,
@@ -57,6 +66,7 @@ fn build(config: &Config, nodes: nodes::Nodes, storage: Channel) -> (Router, Rea
     });
     let router = Router::new()
         .merge(wps::handler::router(wps_state))
+        .merge(ogcapi::router(ogc_state))
         .merge(jobs::api::router(jobs::api::JobsState {
             nodes: nodes.clone(),
             files: own_files,

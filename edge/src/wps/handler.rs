@@ -31,7 +31,7 @@ pub struct WpsState {
     pub nodes: Nodes,
     pub storage: Storage,
     pub service: Service,
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     /// This edge's own file hrefs (made storage references) and the public URL of outputs.
     pub files: OwnFiles,
     pub max_body: usize,
