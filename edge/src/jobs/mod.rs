@@ -19,7 +19,8 @@ use axum::extract::rejection::PathRejection;
 use axum::http::StatusCode;
 use tracing::info;
 use wpsmesh_proto::process::{
-    ExecuteRequest, Invalid, JOB_ID, JobId, JobResult, JobState, JobStatus, required_status,
+    ExecuteRequest, Invalid, JOB_ID, JobId, JobPage, JobResult, JobState, JobStatus, ListJobs,
+    required_status,
 };
 use wpsmesh_proto::wire::process::v1 as wire;
 
@@ -167,6 +168,19 @@ pub async fn dismiss(nodes: &Nodes, id: &str) -> Result<JobStatus, OwsError> {
         .await?;
     info!(job = %id, "job dismissed");
     required_status(dismissed.job).map_err(bad_answer("Dismiss"))
+}
+
+/// One page of jobs, newest first, from the job store's index (any node answers; retried on
+/// another when one is unavailable).
+pub async fn list(nodes: &Nodes, query: ListJobs) -> Result<JobPage, OwsError> {
+    let request = wire::ListJobsRequest::from(query);
+    let answer = nodes
+        .call_idempotent(|mut c| {
+            let request = request.clone();
+            async move { c.list_jobs(request).await }
+        })
+        .await?;
+    JobPage::try_from(answer).map_err(bad_answer("ListJobs"))
 }
 
 #[cfg(test)]
