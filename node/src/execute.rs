@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tracing::field::Empty;
@@ -19,7 +19,9 @@ use crate::error::NodeError;
 use crate::fetch::{Claim, Fetcher, settle_format};
 use crate::jobs::Live;
 use crate::outputs::{self, Storage};
-use crate::pool::{Format, InputValue as WorkerValue, JobEvent, OutputRequest, Pool, RunJob};
+use crate::pool::{
+    Format, InputValue as WorkerValue, JobEvent, OutputRequest, Pool, PoolError, RunJob, RunTimes,
+};
 
 /// What an execution needs, shared by every call.
 pub struct Executor {
@@ -92,15 +94,9 @@ pub fn check<'c>(
     Ok(desc)
 }
 
-/// Records the `algorithm run` span: the worker's own times for the run (or, for a run that
-/// failed, the node's), as a child of the current span.
-fn ran(
-    process: &str,
-    worker_pid: u32,
-    start: std::time::SystemTime,
-    end: std::time::SystemTime,
-    error: Option<String>,
-) {
+/// Records the `algorithm run` span: the worker's own times for the run, failed or not, as a
+/// child of the current span.
+fn ran(process: &str, worker_pid: u32, (start, end): RunTimes, error: Option<String>) {
     propagate::Finished {
         name: "algorithm run",
         parent: propagate::context_of(&tracing::Span::current()),
@@ -114,6 +110,12 @@ fn ran(
         error,
     }
     .record();
+}
+
+/// The times of the `algorithm run` span of a run that failed: the worker's, else (a worker
+/// that died, was killed or sent none) from the node seeing the job start to `now`.
+fn failed_run(error: &PoolError, started: SystemTime, now: SystemTime) -> RunTimes {
+    error.ran().unwrap_or((started, now))
 }
 
 /// What the client declared a complex input to be, from its format (media type, else
@@ -188,7 +190,7 @@ impl Executor {
                 match event {
                     JobEvent::Started { worker_pid } => {
                         queued = None;
-                        started = Some((std::time::SystemTime::now(), worker_pid));
+                        started = Some((SystemTime::now(), worker_pid));
                         job.started(worker_pid.to_string());
                     }
                     JobEvent::Progress(p) => job.progress(p),
@@ -203,19 +205,14 @@ impl Executor {
             Ok(outcome) => outcome,
             Err(e) => {
                 if let Some((start, pid)) = started {
-                    ran(
-                        &process,
-                        pid,
-                        start,
-                        std::time::SystemTime::now(),
-                        Some(e.to_string()),
-                    );
+                    let times = failed_run(&e, start, SystemTime::now());
+                    ran(&process, pid, times, Some(e.to_string()));
                 }
                 return Err(e.into());
             }
         };
-        if let Some((start, end)) = outcome.ran {
-            ran(&process, outcome.worker_pid, start, end, None);
+        if let Some(times) = outcome.ran {
+            ran(&process, outcome.worker_pid, times, None);
         }
         info!(job = %job.id, worker = outcome.worker_pid, elapsed = ?outcome.elapsed, "job ran");
         let span = tracing::info_span!("output publish", outputs = outcome.outputs.len());
@@ -339,5 +336,38 @@ impl Executor {
                 format: format.clone(),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_run_has_the_workers_times_when_it_sent_them() {
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let (node_start, now) = (at(100), at(200));
+        let worker = (at(120), at(150));
+        let execution = |ran| PoolError::Execution {
+            message: "boom".into(),
+            log: Vec::new(),
+            ran,
+        };
+        assert_eq!(
+            failed_run(&execution(Some(worker)), node_start, now),
+            worker
+        );
+        // No times from the worker (it died, or is older): the node's.
+        assert_eq!(
+            failed_run(&execution(None), node_start, now),
+            (node_start, now)
+        );
+        let crashed = PoolError::Crashed {
+            signal: Some(9),
+            code: None,
+        };
+        assert_eq!(failed_run(&crashed, node_start, now), (node_start, now));
     }
 }

@@ -260,7 +260,7 @@ fn bad_input_names_the_parameter() {
         let job = buffer_points(dir.path()).literal("SEGMENTS", "many");
         let error = pool.run(job, tx.clone(), CancellationToken::new()).await;
         match error {
-            Err(PoolError::Parameter { name, message }) => {
+            Err(PoolError::Parameter { name, message, .. }) => {
                 assert_eq!(name, "SEGMENTS", "{message}");
             }
             other => panic!("expected a parameter error, got {other:?}"),

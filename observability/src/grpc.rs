@@ -2,21 +2,35 @@
 //! server span under the caller's context (read from the request's `traceparent`), and
 //! [`client_span`] opens the client span of an outgoing call and writes its context into the
 //! request's headers. Span names follow the gRPC conventions (`package.Service/Method`, kind
-//! client or server); a `grpc-status` other than OK in the response headers (every error a
-//! handler returns) sets the span's error status with the status message.
+//! client or server). A span lasts until its response ends (the last message of a stream, its
+//! trailers, or the response given up), records the bytes of the request and response bodies
+//! (`rpc.request.bytes`, `rpc.response.bytes`) and the `grpc-status`, from the trailers or, for
+//! a trailers-only answer, the headers; a status other than OK sets the span's error status
+//! with the status message.
 //!
 //! Only the services wrapped are traced: health checks and reflection stay out of traces.
 
+mod body;
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+pub use body::{Counted, TracedBody};
 use tonic::server::NamedService;
 use tower::Service;
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::propagate;
+
+/// The status of a server response its client gave up before the end.
+const CLIENT_GONE: &str = "Cancelled: the client went away before the end of the response";
+/// The status of a client call whose response was dropped before its end.
+const ANSWER_DROPPED: &str = "Cancelled: the response was dropped before its end";
 
 /// `/package.Service/Method` as (`package.Service`, `Method`).
 fn split(path: &str) -> (&str, &str) {
@@ -42,12 +56,14 @@ impl<S: NamedService> NamedService for Traced<S> {
 
 impl<S, B, R> Service<http::Request<B>> for Traced<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S: Service<http::Request<Counted<B>>, Response = http::Response<R>>,
     S::Future: Send + 'static,
+    R: http_body::Body + Unpin,
+    R::Error: Display,
 {
-    type Response = S::Response;
+    type Response = http::Response<TracedBody<R>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -63,17 +79,19 @@ where
             rpc.service = %service,
             rpc.method = %method,
             rpc.grpc.status_code = Empty,
+            rpc.request.bytes = Empty,
+            rpc.response.bytes = Empty,
         );
         propagate::set_remote_parent(&span, request.headers());
+        let request = request.map(|body| Counted::new(body, span.clone(), "rpc.request.bytes"));
         let call = span.in_scope(|| self.inner.call(request));
         let recorded = span.clone();
         Box::pin(
             async move {
-                let answer = call.await;
-                if let Ok(response) = &answer {
-                    record_status(&recorded, response.headers());
-                }
-                answer
+                let response = call.await?;
+                // The span lives on in the body, until the response ends.
+                let status = record_status(&recorded, response.headers());
+                Ok(response.map(|body| TracedBody::new(body, recorded, status, CLIENT_GONE)))
             }
             .instrument(span),
         )
@@ -81,8 +99,9 @@ where
 }
 
 /// The client span of a call to `peer` (a URI), its context written into `request`'s
-/// headers. Run the call inside it (`Instrument`) and hand the answer to [`client_answer`].
-pub fn client_span<B>(request: &mut http::Request<B>, peer: &str) -> tracing::Span {
+/// headers and the bytes of its body counted. Run the call inside it (`Instrument`) and hand
+/// the answer to [`client_answer`].
+pub fn client_span(request: &mut http::Request<tonic::body::Body>, peer: &str) -> tracing::Span {
     let (service, method) = split(request.uri().path());
     let span = tracing::info_span!(
         "grpc client",
@@ -93,32 +112,43 @@ pub fn client_span<B>(request: &mut http::Request<B>, peer: &str) -> tracing::Sp
         rpc.method = %method,
         server.address = %peer,
         rpc.grpc.status_code = Empty,
+        rpc.request.bytes = Empty,
+        rpc.response.bytes = Empty,
     );
     propagate::inject_span(&span, request.headers_mut());
+    let body = std::mem::replace(request.body_mut(), tonic::body::Body::empty());
+    *request.body_mut() =
+        tonic::body::Body::new(Counted::new(body, span.clone(), "rpc.request.bytes"));
     span
 }
 
-/// Records the answer of a call on its client span: the status in the response headers, or the
-/// transport error.
-pub fn client_answer<R, E: std::fmt::Display>(
+/// Records the answer of a call on its client span: the transport error, or the status in the
+/// response headers; a response's body is wrapped so that the span lasts until it ends, with
+/// the status in its trailers and its bytes.
+pub fn client_answer<E: Display>(
     span: &tracing::Span,
-    answer: &Result<http::Response<R>, E>,
+    answer: &mut Result<http::Response<tonic::body::Body>, E>,
 ) {
     match answer {
-        Ok(response) => record_status(span, response.headers()),
+        Ok(response) => {
+            let status = record_status(span, response.headers());
+            let body = std::mem::replace(response.body_mut(), tonic::body::Body::empty());
+            *response.body_mut() =
+                tonic::body::Body::new(TracedBody::new(body, span.clone(), status, ANSWER_DROPPED));
+        }
         Err(e) => propagate::fail(span, e.to_string()),
     }
 }
 
-/// `grpc-status` (and `grpc-message`) from response headers onto `span`; absent means the
-/// status comes in trailers, after the span's work.
-fn record_status(span: &tracing::Span, headers: &http::HeaderMap) {
+/// `grpc-status` (and `grpc-message`) from response headers or trailers onto `span`; whether
+/// there was one.
+fn record_status(span: &tracing::Span, headers: &http::HeaderMap) -> bool {
     let Some(code) = headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i32>().ok())
     else {
-        return;
+        return false;
     };
     span.record("rpc.grpc.status_code", code);
     if code != 0 {
@@ -130,6 +160,7 @@ fn record_status(span: &tracing::Span, headers: &http::HeaderMap) {
         let code = tonic::Code::from_i32(code);
         propagate::fail(span, format!("{code:?}: {message}"));
     }
+    true
 }
 
 /// `grpc-message` is percent-encoded (RFC 3986 unreserved characters stay as they are).
@@ -151,24 +182,4 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_split_into_service_and_method() {
-        assert_eq!(
-            split("/wpsmesh.process.v1.ProcessService/Execute"),
-            ("wpsmesh.process.v1.ProcessService", "Execute")
-        );
-        assert_eq!(split("/odd"), ("odd", ""));
-    }
-
-    #[test]
-    fn grpc_messages_are_percent_decoded() {
-        assert_eq!(percent_decode("no%20node%3A x"), "no node: x");
-        assert_eq!(percent_decode("50%"), "50%");
-    }
 }

@@ -8,6 +8,7 @@ use crate::media::content_type_for;
 use crate::wire::storage::v1 as wire;
 
 pub mod client;
+mod upload;
 
 /// Largest chunk accepted in an upload stream and sent in a download stream.
 pub const MAX_CHUNK: usize = 1024 * 1024;

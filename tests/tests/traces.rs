@@ -84,7 +84,12 @@ fn names(spans: &[&Span]) -> BTreeSet<String> {
 async fn a_synchronous_execute_is_one_trace_across_edge_node_worker_and_storage() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let collector = Collector::start().await.expect("receiver");
-    let mesh = mesh(&collector.endpoint(), &[]).await;
+    // The node relays its worker's log lines at debug.
+    let mesh = mesh(
+        &collector.endpoint(),
+        &[("RUST_LOG", "info,wpsmesh_node::pool::process=debug")],
+    )
+    .await;
 
     // The input goes up through the edge's file API (a trace of its own).
     let upload = reqwest::multipart::Form::new().part(
@@ -213,6 +218,47 @@ async fn a_synchronous_execute_is_one_trace_across_edge_node_worker_and_storage(
             .parse::<u64>()
             .expect("bytes")
             > 0
+    );
+
+    // Storage's server spans last to the end of their streams and count the bytes moved.
+    let served = |method: &str| {
+        let name = format!("wpsmesh.storage.v1.StorageService/{method}");
+        ours.iter()
+            .find(|s| s.service == "wpsmesh-storage" && s.name == name)
+            .unwrap_or_else(|| panic!("no {name} server span"))
+    };
+    let bytes = |span: &Span, key: &str| -> u64 {
+        span.attributes
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} on {span:?}"))
+            .parse()
+            .expect("a byte count")
+    };
+    let download = served("Download");
+    let points = std::fs::metadata(&*POINTS).expect("points").len();
+    assert!(
+        bytes(download, "rpc.response.bytes") > points,
+        "the download span counts the whole stream: {download:?}"
+    );
+    assert_eq!(download.attributes["rpc.grpc.status_code"], "0");
+    assert_ne!(download.status_code, 2, "{download:?}");
+    assert!(bytes(served("Upload"), "rpc.request.bytes") > 0);
+    // The edge's client span to the node counts the bytes both ways.
+    let client = ours
+        .iter()
+        .find(|s| s.service == "wpsmesh-edge" && s.kind == 3 && s.name.ends_with("/Execute"))
+        .expect("edge client span");
+    assert!(bytes(client, "rpc.request.bytes") > 0, "{client:?}");
+    assert!(bytes(client, "rpc.response.bytes") > 0, "{client:?}");
+
+    // The worker's log lines of the run name its trace and the node span it ran under.
+    let worker_line = format!(
+        "run{{trace_id={trace} span_id={}}}: wpsmesh_worker: job done",
+        run.parent_span_id
+    );
+    assert!(
+        node_log.lines().any(|l| l.contains(&worker_line)),
+        "no worker line {worker_line:?} relayed:\n{node_log}"
     );
 }
 

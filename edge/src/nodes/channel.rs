@@ -165,9 +165,9 @@ impl Service<http::Request<Body>> for NodeChannel {
         let recorded = span.clone();
         Box::pin(
             async move {
-                let result = call.await;
+                let mut result = call.await;
                 drop(guard);
-                wpsmesh_telemetry::grpc::client_answer(&recorded, &result);
+                wpsmesh_telemetry::grpc::client_answer(&recorded, &mut result);
                 result.map_err(|e| transport_status(&node, e))
             }
             .instrument(span),

@@ -77,6 +77,8 @@ fn serve() -> anyhow::Result<()> {
             let event = match command {
                 Command::Describe(_) => session.describe(py),
                 Command::Run(request) => {
+                    let run = run_span(&request.trace_context);
+                    let _in_run = run.enter();
                     let started = Instant::now();
                     let started_at = unix_nanos();
                     let mut event = session.run(py, &request, &sink, &control);
@@ -101,7 +103,6 @@ fn serve() -> anyhow::Result<()> {
                         process = request.process_id,
                         seconds = started.elapsed().as_secs_f64(),
                         outcome,
-                        trace_id = trace_id(&request.trace_context),
                         "job done"
                     );
                     event
@@ -119,14 +120,25 @@ fn unix_nanos() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// The trace id of a `traceparent[ tracestate]` context (`00-<trace id>-<span id>-<flags>`), for
-/// log lines; empty when untraced.
-fn trace_id(context: &str) -> &str {
-    context
-        .split('-')
-        .nth(1)
-        .filter(|id| id.len() == 32)
-        .unwrap_or("")
+/// The span a job runs in: every line the worker writes meanwhile names the job's trace and
+/// the node's span the run is under (`run{trace_id=… span_id=…}: …`), the ids the node's own
+/// lines of the job carry. The `algorithm run` span itself is recorded by the node afterwards,
+/// with the times the worker reports, so its id cannot be known here. At error level so that
+/// the span is on whenever a line is; none when the job is untraced.
+fn run_span(context: &str) -> tracing::Span {
+    match trace_ids(context) {
+        Some((trace_id, span_id)) => tracing::error_span!("run", %trace_id, %span_id),
+        None => tracing::Span::none(),
+    }
+}
+
+/// The trace and span ids of a `traceparent[ tracestate]` context
+/// (`00-<trace id>-<span id>-<flags>`); `None` when empty or malformed.
+fn trace_ids(context: &str) -> Option<(&str, &str)> {
+    let mut parts = context.split_whitespace().next()?.split('-');
+    let (_version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex = |id: &str, len: usize| id.len() == len && id.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(trace, 32) && hex(span, 16)).then_some((trace, span))
 }
 
 /// Asks the kernel to SIGKILL this worker when the node that started it dies, even by
@@ -138,4 +150,25 @@ fn die_with_parent() -> anyhow::Result<()> {
         anyhow::ensure!(actual == parent, "the node (pid {parent}) is gone");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_names_the_trace_and_span_of_its_context() {
+        let context = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 k=v";
+        assert_eq!(
+            trace_ids(context),
+            Some(("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"))
+        );
+        for untraced in [
+            "",
+            "00-not-a-trace-01",
+            "00-0af7651916cd43dd8448eb211c80319c",
+        ] {
+            assert_eq!(trace_ids(untraced), None, "{untraced}");
+        }
+    }
 }

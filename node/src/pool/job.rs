@@ -1,9 +1,11 @@
 //! What a job asks of a worker and what it gives back, and their wire (worker proto) forms.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use wpsmesh_proto::wire::worker::v1 as wire;
+
+use super::RunTimes;
 
 /// One run of a process on a worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +79,7 @@ pub struct RunOutcome {
     /// Time on the worker, from sending the job to its end.
     pub elapsed: Duration,
     /// When the algorithm started and ended, as the worker timed it.
-    pub ran: Option<(SystemTime, SystemTime)>,
+    pub ran: Option<RunTimes>,
 }
 
 /// One result of a job.
@@ -225,19 +227,23 @@ impl RunOutcome {
                 value,
             })
         });
-        let at = |nanos: u64| UNIX_EPOCH + Duration::from_nanos(nanos);
-        let ran = finished
-            .timing
-            .filter(|t| t.started_unix_nanos > 0 && t.ended_unix_nanos >= t.started_unix_nanos)
-            .map(|t| (at(t.started_unix_nanos), at(t.ended_unix_nanos)));
         Self {
             outputs: outputs.collect(),
             log: finished.log,
             worker_pid,
             elapsed,
-            ran,
+            ran: run_times(finished.timing),
         }
     }
+}
+
+/// The times a worker reported for a run (finished or failed); `None` without times (an older
+/// worker) or with times that make no span.
+pub(super) fn run_times(timing: Option<wire::RunTiming>) -> Option<RunTimes> {
+    let at = |nanos: u64| UNIX_EPOCH + Duration::from_nanos(nanos);
+    timing
+        .filter(|t| t.started_unix_nanos > 0 && t.ended_unix_nanos >= t.started_unix_nanos)
+        .map(|t| (at(t.started_unix_nanos), at(t.ended_unix_nanos)))
 }
 
 #[cfg(test)]

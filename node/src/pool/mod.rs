@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use config::{PoolConfig, WORKER_BINARY, WORKER_BINARY_ENV};
-pub use error::PoolError;
+pub use error::{PoolError, RunTimes};
 pub use job::{
     Format, InputValue, JobEvent, JobInput, JobOutput, OutputRequest, OutputValue, RunJob,
     RunOutcome,

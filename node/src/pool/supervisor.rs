@@ -12,10 +12,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use wpsmesh_proto::text;
 use wpsmesh_proto::wire::worker::v1::worker_event::Event;
 use wpsmesh_proto::wire::worker::v1::worker_request::Request;
-use wpsmesh_proto::wire::worker::v1::{CancelRequest, DescribeRequest, Failed, FailureKind};
+use wpsmesh_proto::wire::worker::v1::{CancelRequest, DescribeRequest};
 use wpsmesh_runtime::backoff::Backoff;
 
 use super::process::WorkerProcess;
@@ -167,7 +166,7 @@ async fn describe(
             received = worker.recv() => match received {
                 Some(Ok(Event::Described(described))) => return (Ok(described.json), After::Alive),
                 Some(Ok(Event::Failed(failed))) => {
-                    return (Err(failure(failed, "describe")), After::Alive);
+                    return (Err(PoolError::reported(failed, "describe")), After::Alive);
                 }
                 Some(Ok(event)) => debug!(worker = worker.pid, ?event, "event ignored"),
                 Some(Err(error)) => return (Err(broken(worker, error).await), After::Gone),
@@ -251,7 +250,7 @@ async fn execute(
                     return (Ok(finished), After::Alive);
                 }
                 Some(Ok(Event::Failed(failed))) if ours(&failed.job_id) => {
-                    return (Err(failure(failed, &job.process_id)), After::Alive);
+                    return (Err(PoolError::reported(failed, &job.process_id)), After::Alive);
                 }
                 Some(Ok(event)) => debug!(worker = worker.pid, ?event, "event ignored"),
                 Some(Err(error)) => return (Err(broken(worker, error).await), After::Gone),
@@ -305,31 +304,6 @@ async fn broken(worker: &mut WorkerProcess, error: String) -> PoolError {
 
 fn shutting_down() -> PoolError {
     PoolError::Unavailable("the pool is shutting down".into())
-}
-
-/// The error a worker reported; its texts (which may echo client values) are bounded here, where
-/// they enter the node.
-fn failure(failed: Failed, process: &str) -> PoolError {
-    let message = text::one_line(&failed.message);
-    match FailureKind::try_from(failed.kind) {
-        Ok(FailureKind::Parameter) => PoolError::Parameter {
-            name: text::shown(&failed.parameter).into_owned(),
-            message,
-        },
-        Ok(FailureKind::UnknownProcess) => PoolError::UnknownProcess {
-            process: process.to_owned(),
-            message,
-        },
-        Ok(FailureKind::Cancelled) => PoolError::Cancelled,
-        Ok(FailureKind::Execution) => PoolError::Execution {
-            message,
-            log: failed.log,
-        },
-        Ok(FailureKind::Unspecified) | Err(_) => PoolError::Protocol(format!(
-            "failure of unknown kind {}: {message}",
-            failed.kind
-        )),
-    }
 }
 
 /// Events on their way to the job's caller. They are sent as its channel has room, so a slow
