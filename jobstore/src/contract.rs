@@ -12,6 +12,8 @@ use wpsmesh_proto::storage::ObjectId;
 
 use super::*;
 
+mod list;
+
 /// The trace context jobs are submitted with: handed back unchanged in their claims.
 const TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 vendor=x";
 
@@ -114,7 +116,8 @@ where
         .await,
     )
     .await;
-    claims_wake_on_submit(&make(limits).await).await;
+    claims_wake_on_submit(&make(limits.clone()).await).await;
+    list::run(&make, &limits).await;
 }
 
 async fn life_of_a_job(store: &dyn JobStore) {
@@ -418,6 +421,21 @@ async fn expiry(store: &dyn JobStore) {
     store.forget(&id).await.unwrap();
     assert!(store.get(&id).await.unwrap().is_none());
     assert!(store.expired(10).await.unwrap().is_empty());
+    // Forgotten: off the job list; the job still waiting is on it.
+    let all = process::ListJobs {
+        filter: process::JobFilter::default(),
+        limit: 10,
+        page_token: None,
+    };
+    let listed: Vec<JobId> = store
+        .list(&all)
+        .await
+        .unwrap()
+        .jobs
+        .iter()
+        .map(|j| j.job_id)
+        .collect();
+    assert_eq!(listed, [waiting]);
     assert!(store.get(&waiting).await.unwrap().is_some());
 }
 

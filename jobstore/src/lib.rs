@@ -8,8 +8,13 @@
 //! the job's attempt is no longer that lease's (fencing), so a node that was presumed dead cannot
 //! overwrite the attempt that replaced it. Leases that run out are reaped: the job is queued again
 //! while attempts are left, otherwise it fails with a message saying why.
+//!
+//! Both engines keep a job index beside the records for the job list ([`JobStore::list`], see
+//! `list.rs`): newest first, paged by opaque tokens, filtered by the one rule of
+//! `JobFilter::matches`, written with the records and forgotten with them.
 
 mod config;
+mod list;
 mod memory;
 mod record;
 mod redis;
@@ -18,9 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use wpsmesh_proto::process::{self, JobId, JobState, JobStatus};
+use wpsmesh_proto::process::{self, Invalid, JobId, JobPage, JobState, JobStatus, ListJobs};
 
 pub use config::{JobsConfig, StoreKind};
+pub use list::{MAX_INDEXED, SCAN_LIMIT};
 pub use memory::MemoryStore;
 pub use record::{JobRecord, Outcome};
 pub use redis::RedisStore;
@@ -38,6 +44,9 @@ pub enum StoreError {
     /// types' checks).
     #[error("job store record {id} is unreadable: {message}")]
     Corrupt { id: String, message: String },
+    /// A request the store refuses, naming the parameter (a page token it never wrote: `next`).
+    #[error("invalid parameter {}: {}", .0.locator, .0.message)]
+    Invalid(Invalid),
 }
 
 /// A new job, as Submit hands it to the store.
@@ -168,8 +177,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// dismissed while it waited included until a node skips it).
     async fn queued(&self) -> Result<u64, StoreError>;
 
-    /// Deletes a job's record (after its outputs were deleted).
+    /// Deletes a job's record (after its outputs were deleted) and its index entry.
     async fn forget(&self, id: &JobId) -> Result<(), StoreError>;
+
+    /// A page of jobs matching the query's filter, newest first by creation time (ties by id).
+    /// Reads at most [`SCAN_LIMIT`] index entries: a sparse filter may answer fewer jobs than
+    /// the limit, even none, with a next token. A page token the store never wrote is
+    /// [`StoreError::Invalid`] naming `next`.
+    async fn list(&self, query: &ListJobs) -> Result<JobPage, StoreError>;
 }
 
 /// The lease and status of a job begun on `node` at `now` (see [`JobStore::begin`]).

@@ -1,13 +1,15 @@
 //! The in-process job store: the embedded default, shared by every node of one process. Same
 //! semantics as Redis (queue bound, leases, fencing, reaping, expiry), minus surviving the process.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, broadcast};
-use wpsmesh_proto::process::{ExecuteRequest, JobId, JobState, JobStatus};
+use wpsmesh_proto::process::{ExecuteRequest, JobId, JobPage, JobState, JobStatus, ListJobs};
 
+use crate::list::{Pager, Position, Step};
 use crate::{
     Claim, Heartbeat, JobRecord, JobStore, Lease, Limits, NewJob, Outcome, Reaped, StoreError,
 };
@@ -24,10 +26,20 @@ pub struct MemoryStore {
 struct Inner {
     jobs: HashMap<JobId, Entry>,
     queue: VecDeque<JobId>,
+    /// Every job by creation time and id: the job list, newest last.
+    index: BTreeSet<Position>,
 }
 
 impl Inner {
     /// The job `lease` is about, if that lease's attempt still holds it (fencing).
+    fn insert(&mut self, entry: Entry) {
+        let at = Position::of(&entry.record.status);
+        if let Some(old) = self.jobs.insert(at.id, entry) {
+            self.index.remove(&Position::of(&old.record.status));
+        }
+        self.index.insert(at);
+    }
+
     fn owned(&mut self, lease: &Lease) -> Option<&mut Entry> {
         self.jobs
             .get_mut(&lease.job_id)
@@ -121,25 +133,22 @@ impl JobStore for MemoryStore {
         if waiting >= self.limits.max_queued {
             return Err(StoreError::QueueFull { waiting });
         }
-        let now = SystemTime::now();
+        let now = created_now();
         let status = JobStatus {
             created_at: Some(now),
             expires_at: Some(now + self.limits.ttl),
             ..JobStatus::new(job.id, job.request.process_id.clone(), JobState::Accepted)
         };
-        inner.jobs.insert(
-            job.id,
-            Entry {
-                record: JobRecord {
-                    status: status.clone(),
-                    outcome: None,
-                },
-                request: Some(job.request),
-                trace: job.trace,
-                lease_until: None,
-                released: 0,
+        inner.insert(Entry {
+            record: JobRecord {
+                status: status.clone(),
+                outcome: None,
             },
-        );
+            request: Some(job.request),
+            trace: job.trace,
+            lease_until: None,
+            released: 0,
+        });
         inner.queue.push_back(job.id);
         drop(inner);
         self.queued.notify_one();
@@ -153,21 +162,18 @@ impl JobStore for MemoryStore {
         node: &str,
         lease: Duration,
     ) -> Result<(Lease, JobStatus), StoreError> {
-        let now = SystemTime::now();
+        let now = created_now();
         let (held, status) = crate::begun(id, process_id, node, now, self.limits.ttl);
-        self.lock().jobs.insert(
-            *id,
-            Entry {
-                record: JobRecord {
-                    status: status.clone(),
-                    outcome: None,
-                },
-                request: None,
-                trace: String::new(),
-                lease_until: Some(now + lease),
-                released: 0,
+        self.lock().insert(Entry {
+            record: JobRecord {
+                status: status.clone(),
+                outcome: None,
             },
-        );
+            request: None,
+            trace: String::new(),
+            lease_until: Some(now + lease),
+            released: 0,
+        });
         Ok((held, status))
     }
 
@@ -292,7 +298,7 @@ impl JobStore for MemoryStore {
         let now = SystemTime::now();
         let mut reaped = Vec::new();
         let mut inner = self.lock();
-        let Inner { jobs, queue } = &mut *inner;
+        let Inner { jobs, queue, .. } = &mut *inner;
         for (id, entry) in jobs.iter_mut() {
             if entry.record.state() != JobState::Running
                 || entry.lease_until.is_none_or(|t| t > now)
@@ -364,9 +370,31 @@ impl JobStore for MemoryStore {
     }
 
     async fn forget(&self, id: &JobId) -> Result<(), StoreError> {
-        self.lock().jobs.remove(id);
+        let mut inner = self.lock();
+        if let Some(entry) = inner.jobs.remove(id) {
+            inner.index.remove(&Position::of(&entry.record.status));
+        }
         Ok(())
     }
+
+    async fn list(&self, query: &ListJobs) -> Result<JobPage, StoreError> {
+        let (mut pager, after) = Pager::new(query)?;
+        let inner = self.lock();
+        let end = after.map_or(Bound::Unbounded, Bound::Excluded);
+        for at in inner.index.range((Bound::Unbounded, end)).rev() {
+            let job = inner.jobs.get(&at.id).map(|e| &e.record.status);
+            if pager.offer(*at, job) == Step::Done {
+                break;
+            }
+        }
+        Ok(pager.page())
+    }
+}
+
+/// Now, to the millisecond: creation times are kept as Redis keeps them, so the job list orders
+/// (and its page tokens name) jobs alike in both engines.
+fn created_now() -> SystemTime {
+    crate::record::from_millis(crate::record::millis(SystemTime::now()))
 }
 
 /// Why a job failed when its last attempt's node went silent.

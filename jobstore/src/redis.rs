@@ -1,6 +1,7 @@
 //! The Redis job store (fred): a hash per job, a stream as the queue (read by a consumer group,
 //! so an entry a node took but never claimed is recovered), a sorted set of lease deadlines and
-//! one of expiries, a pub/sub channel announcing dismissals. Every state change is one Lua
+//! one of expiries, a sorted set indexing jobs by creation time (the job list, see [`index`]), a
+//! pub/sub channel announcing dismissals. Every state change is one Lua
 //! script, atomic on the server and timed by the server's clock.
 //!
 //! Keys share the hash tag `{prefix}`, so they live in one slot and the scripts may touch keys
@@ -8,6 +9,7 @@
 //! at once with [`StoreError::Unavailable`] saying why (see [`link`]) and the client reconnects
 //! on its own.
 
+mod index;
 mod link;
 
 use std::collections::HashMap;
@@ -24,7 +26,7 @@ use fred::types::{Builder, Value};
 use prost::Message;
 use tokio::sync::broadcast;
 use tracing::{debug, warn};
-use wpsmesh_proto::process::{ExecuteRequest, JobId, JobState, JobStatus};
+use wpsmesh_proto::process::{ExecuteRequest, JobId, JobPage, JobState, JobStatus, ListJobs};
 use wpsmesh_proto::wire::process::v1 as wire;
 
 use self::link::{Link, Probe};
@@ -33,6 +35,7 @@ use super::{
     Claim, Heartbeat, JobRecord, JobStore, JobsConfig, Lease, Limits, NewJob, Outcome, Reaped,
     StoreError, begun,
 };
+use crate::list::MAX_INDEXED;
 
 macro_rules! script {
     ($file:literal) => {
@@ -51,6 +54,8 @@ struct Scripts {
     dismiss: Script,
     reap: Script,
     release: Script,
+    page: Script,
+    prune: Script,
 }
 
 /// Job state in Redis.
@@ -74,6 +79,7 @@ struct Keys {
     queue: String,
     leases: String,
     expiry: String,
+    index: String,
     dismissed: String,
 }
 
@@ -85,6 +91,7 @@ impl Keys {
             queue: format!("{tag}:queue"),
             leases: format!("{tag}:leases"),
             expiry: format!("{tag}:expiry"),
+            index: format!("{tag}:index"),
             dismissed: format!("{tag}:dismissed"),
         }
     }
@@ -155,6 +162,8 @@ impl RedisStore {
             dismiss: Script::from_lua(script!("lua/dismiss.lua")),
             reap: Script::from_lua(script!("lua/reap.lua")),
             release: Script::from_lua(script!("lua/release.lua")),
+            page: Script::from_lua(include_str!("lua/page.lua")),
+            prune: Script::from_lua(script!("lua/prune.lua")),
         };
         Ok(Self {
             client,
@@ -185,12 +194,14 @@ impl RedisStore {
         self.client.answer(result).await
     }
 
-    /// Deletes the record of job `id` and its expiry entry.
+    /// Deletes the record of job `id`, its expiry entry and its index entry.
     async fn forget_key(&self, id: &str) -> Result<(), StoreError> {
         let deleted = self.client()?.del(self.keys.job(id)).await;
         let _: i64 = self.client.answer(deleted).await?;
-        let removed = self.client()?.zrem(self.keys.expiry.as_str(), id).await;
-        let _: i64 = self.client.answer(removed).await?;
+        for set in [&self.keys.expiry, &self.keys.index] {
+            let removed = self.client()?.zrem(set.as_str(), id).await;
+            let _: i64 = self.client.answer(removed).await?;
+        }
         Ok(())
     }
 
@@ -327,7 +338,11 @@ impl JobStore for RedisStore {
         let answer: Vec<i64> = self
             .eval(
                 &self.scripts.submit,
-                vec![self.keys.job(job.id.as_str()), self.keys.queue.clone()],
+                vec![
+                    self.keys.job(job.id.as_str()),
+                    self.keys.queue.clone(),
+                    self.keys.index.clone(),
+                ],
                 vec![
                     text(job.id.as_str()),
                     text(&process),
@@ -335,6 +350,7 @@ impl JobStore for RedisStore {
                     ms(self.limits.ttl),
                     Value::Integer(self.limits.max_queued as i64),
                     text(&job.trace),
+                    Value::Integer(MAX_INDEXED as i64),
                 ],
             )
             .await?;
@@ -367,13 +383,18 @@ impl JobStore for RedisStore {
         let now: i64 = self
             .eval(
                 &self.scripts.begin,
-                vec![self.keys.job(id.as_str()), self.keys.leases.clone()],
+                vec![
+                    self.keys.job(id.as_str()),
+                    self.keys.leases.clone(),
+                    self.keys.index.clone(),
+                ],
                 vec![
                     text(id.as_str()),
                     text(process_id),
                     text(node),
                     ms(lease),
                     ms(self.limits.ttl),
+                    Value::Integer(MAX_INDEXED as i64),
                 ],
             )
             .await?;
@@ -594,6 +615,8 @@ impl JobStore for RedisStore {
     }
 
     async fn expired(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        // The sweep that forgets expired jobs also drops index entries of vanished records.
+        self.prune_index().await?;
         let now = millis(SystemTime::now()) as f64;
         let ids = self
             .client()?
@@ -630,6 +653,10 @@ impl JobStore for RedisStore {
 
     async fn forget(&self, id: &JobId) -> Result<(), StoreError> {
         self.forget_key(id.as_str()).await
+    }
+
+    async fn list(&self, query: &ListJobs) -> Result<JobPage, StoreError> {
+        self.list_jobs(query).await
     }
 }
 

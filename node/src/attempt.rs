@@ -31,6 +31,8 @@ pub struct Runner {
     pub node: String,
     pub config: JobsConfig,
     pub metrics: crate::metrics::NodeMetrics,
+    /// Callbacks of jobs whose request has a subscriber.
+    pub callbacks: crate::callbacks::Callbacks,
 }
 
 /// How a run ended: as the store records it, and as the caller of a synchronous Execute hears
@@ -74,7 +76,7 @@ pub fn ended(mut status: JobStatus, outcome: &Outcome, ttl: Duration) -> JobStat
 
 impl Runner {
     /// Runs `request` for `job`; with a `lease`, keeps it alive meanwhile (a fenced-out attempt
-    /// is cancelled). Returns the outputs.
+    /// is cancelled), and has its subscriber's callbacks sent off its path. Returns the outputs.
     pub async fn run(
         self: &Arc<Self>,
         job: &Arc<Live>,
@@ -88,7 +90,14 @@ impl Runner {
                     .keep_alive(job.clone(), lease.clone(), heartbeat.clone()),
             )
         });
+        let attempt = lease.map_or(0, |l| l.attempt);
+        let callbacks = self
+            .callbacks
+            .follow(job, attempt, request.subscriber.as_ref());
         let result = self.executor.run(job, request).await;
+        if let Some(hook) = callbacks {
+            hook.ran(&result);
+        }
         heartbeat.cancel();
         if let Some(beats) = beats {
             let _ = beats.await;
@@ -165,6 +174,8 @@ impl Runner {
                 }
             }
         }
+        // Dismissed or fenced out: no final callback for this attempt.
+        self.callbacks.abandon(&lease.job_id, lease.attempt);
         outputs::delete(&self.executor.storage, outcome.object_ids()).await;
         false
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::callbacks::CallbacksConfig;
 use crate::fetch::FetchConfig;
 use crate::pool::PoolConfig;
 use wpsmesh_discovery::{ConsulConfig, Discovery};
@@ -34,6 +35,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub pool: PoolConfig,
     pub fetch: FetchConfig,
+    /// Job callbacks (OGC API - Processes subscriber): timeouts, retries, bounds.
+    pub callbacks: CallbacksConfig,
     pub consul: ConsulConfig,
 }
 
@@ -49,6 +52,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             pool: PoolConfig::default(),
             fetch: FetchConfig::default(),
+            callbacks: CallbacksConfig::default(),
             consul: ConsulConfig::default(),
         }
     }

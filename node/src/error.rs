@@ -79,6 +79,7 @@ impl NodeError {
             Self::Pool(PoolError::Parameter { name, .. }) if !name.is_empty() => Some(name),
             Self::Pool(PoolError::UnknownProcess { .. }) => Some("Identifier"),
             Self::JobNotFound(_) | Self::JobDismissed(_) => Some("JobID"),
+            Self::Store(StoreError::Invalid(e)) => Some(&e.locator),
             _ => None,
         }
     }
@@ -108,6 +109,7 @@ impl NodeError {
             Self::Store(StoreError::Unavailable(_)) => Code::Unavailable,
             Self::Store(StoreError::QueueFull { .. }) => Code::ResourceExhausted,
             Self::Store(StoreError::Corrupt { .. }) => Code::Internal,
+            Self::Store(StoreError::Invalid(_)) => Code::InvalidArgument,
             Self::Io(_) => Code::Internal,
         }
     }

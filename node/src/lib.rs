@@ -6,6 +6,7 @@
 //! `metrics_listen` when set.
 
 pub mod attempt;
+pub mod callbacks;
 pub mod catalog;
 pub mod config;
 
@@ -85,6 +86,11 @@ pub async fn run_with_store(
         "process catalog ready"
     );
 
+    let callbacks = callbacks::Callbacks::new(
+        config.callbacks.clone(),
+        fetcher.outbound(),
+        metrics.clone(),
+    )?;
     let node_name = format!("{}:{}", config.consul.advertise_host(), addr.port());
     let executor = Arc::new(execute::Executor {
         catalog: Arc::new(catalog),
@@ -102,6 +108,7 @@ pub async fn run_with_store(
         node: node_name,
         config: config.jobs.clone(),
         metrics,
+        callbacks,
     });
     let service = service::ProcessService::new(runner.clone());
     let scheduler = Arc::new(scheduler::Scheduler {

@@ -12,7 +12,9 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 use wpsmesh_jobstore::{JobRecord, JobStore, NewJob, Outcome, StoreError};
-use wpsmesh_proto::process::{ExecuteRequest, JobId, JobState, JobStatus, outputs_to_wire};
+use wpsmesh_proto::process::{
+    ExecuteRequest, JobId, JobState, JobStatus, ListJobs, outputs_to_wire,
+};
 use wpsmesh_proto::wire::process::v1::{self as wire, process_service_server};
 
 use crate::attempt::{Runner, ended, settle};
@@ -100,10 +102,12 @@ fn job_id(id: &str) -> Result<JobId, NodeError> {
         .map_err(|_| NodeError::JobNotFound(id.to_owned()))
 }
 
-/// An Execute request from the wire, checked against the catalog.
-fn request(runner: &Runner, w: wire::ExecuteRequest) -> Result<ExecuteRequest, NodeError> {
+/// An Execute request from the wire, checked against the catalog, its callback URIs by the
+/// address policy.
+async fn request(runner: &Runner, w: wire::ExecuteRequest) -> Result<ExecuteRequest, NodeError> {
     let request = ExecuteRequest::try_from(w)?;
     check(&runner.executor.catalog, &request)?;
+    runner.callbacks.admit(request.subscriber.as_ref()).await?;
     Ok(request)
 }
 
@@ -166,7 +170,7 @@ impl process_service_server::ProcessService for ProcessService {
         &self,
         w: Request<wire::ExecuteRequest>,
     ) -> Result<Response<wire::ExecuteResponse>, Status> {
-        let request = request(&self.runner, w.into_inner())?;
+        let request = request(&self.runner, w.into_inner()).await?;
         self.run_sync(request).await.map(Response::new)
     }
 
@@ -178,7 +182,7 @@ impl process_service_server::ProcessService for ProcessService {
             .into_inner()
             .execute
             .ok_or_else(|| NodeError::invalid("execute", "missing execute request"))?;
-        let request = request(&self.runner, w)?;
+        let request = request(&self.runner, w).await?;
         let id = JobId::random();
         let process = request.process_id.clone();
         let job = self
@@ -272,9 +276,11 @@ impl process_service_server::ProcessService for ProcessService {
 
     async fn list_jobs(
         &self,
-        _request: Request<wire::ListJobsRequest>,
+        request: Request<wire::ListJobsRequest>,
     ) -> Result<Response<wire::ListJobsResponse>, Status> {
-        Err(Status::unimplemented("listing jobs is not built yet"))
+        let query = ListJobs::try_from(request.into_inner()).map_err(NodeError::from)?;
+        let page = self.store().list(&query).await.map_err(NodeError::from)?;
+        Ok(Response::new(page.into()))
     }
 }
 

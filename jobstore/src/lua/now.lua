@@ -11,3 +11,12 @@ local function keep(job, expiry, id, ttl_ms)
   redis.call('ZADD', expiry, now + ttl_ms, id)
   redis.call('PEXPIREAT', job, now + ttl_ms + 3600000)
 end
+-- Lists a new job in the job index (score: creation time), dropping the oldest entries past
+-- `cap` (a safety net for records that vanish without being forgotten).
+local function index(key, id, cap)
+  redis.call('ZADD', key, now, id)
+  local over = redis.call('ZCARD', key) - tonumber(cap)
+  if over > 0 then
+    redis.call('ZREMRANGEBYRANK', key, 0, over - 1)
+  end
+end

@@ -1,5 +1,6 @@
 //! The Redis store against a real `redis-server`: answers parsed, the contract kept, and an
-//! outage told at once, naming what happened; stored fields the domain types refuse are corrupt.
+//! outage told at once, naming what happened; stored fields the domain types refuse are corrupt;
+//! the job index written with the records and cleared of entries whose record is gone.
 
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use wpsmesh_tests::RedisServer;
 
 use super::*;
 use crate::StoreKind;
+use crate::record::millis;
 
 #[test]
 fn queue_entries_are_read_from_xreadgroup_answers() {
@@ -174,4 +176,74 @@ async fn stored_fields_the_domain_types_refuse_are_corrupt() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn the_index_follows_the_records() {
+    let redis = RedisServer::start().expect("redis-server");
+    let store = store(&redis.url()).await;
+    let (kept, gone) = (job(), job());
+    store.submit(kept.clone()).await.expect("submit");
+    store.submit(gone.clone()).await.expect("submit");
+    let client = store.client().expect("connected").clone();
+    let index = store.keys.index.clone();
+    let score = |id: JobId| {
+        let (client, index) = (client.clone(), index.clone());
+        async move {
+            let score: Option<f64> = client.zscore(&index, id.as_str()).await.expect("zscore");
+            score
+        }
+    };
+    // Written by the script that made the record, scored by its creation time.
+    let created = store
+        .get(&kept.id)
+        .await
+        .expect("get")
+        .expect("get")
+        .status
+        .created_at;
+    assert_eq!(score(kept.id).await, created.map(|c| millis(c) as f64));
+    let all = ListJobs {
+        filter: Default::default(),
+        limit: 10,
+        page_token: None,
+    };
+    let listed = |page: JobPage| page.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>();
+    assert_eq!(listed(store.list(&all).await.expect("list")).len(), 2);
+
+    // A record gone without being forgotten (its key expired): skipped, its entry dropped.
+    let _: i64 = client
+        .del(store.keys.job(gone.id.as_str()))
+        .await
+        .expect("del");
+    assert!(score(gone.id).await.is_some());
+    assert_eq!(listed(store.list(&all).await.expect("list")), [kept.id]);
+    assert_eq!(score(gone.id).await, None);
+
+    // The sweep drops old entries whose record is gone, and keeps old ones whose record is
+    // there (positive control).
+    let vanished = JobId::random();
+    let _: i64 = client
+        .zadd(
+            &index,
+            None,
+            None,
+            false,
+            false,
+            (1000.0, vanished.as_str()),
+        )
+        .await
+        .expect("zadd");
+    let _: i64 = client
+        .zadd(&index, None, None, false, false, (1000.0, kept.id.as_str()))
+        .await
+        .expect("zadd");
+    store.expired(10).await.expect("expired");
+    assert_eq!(score(vanished).await, None);
+    assert_eq!(score(kept.id).await, Some(1000.0));
+
+    // Forgetting a job takes its entry out.
+    store.forget(&kept.id).await.expect("forget");
+    assert_eq!(score(kept.id).await, None);
+    assert!(store.list(&all).await.expect("list").jobs.is_empty());
 }

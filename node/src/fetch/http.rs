@@ -39,8 +39,8 @@ pub(crate) fn client(
 }
 
 /// Resolves with the system resolver, then keeps only the addresses the policy admits.
-struct GuardedResolver {
-    policy: Arc<Policy>,
+pub(super) struct GuardedResolver {
+    pub(super) policy: Arc<Policy>,
 }
 
 impl Resolve for GuardedResolver {
@@ -156,21 +156,15 @@ pub(crate) async fn download(
 /// Turns a reqwest error into a `FetchError`: a policy refusal found anywhere in the source
 /// chain (resolver or redirect policy) wins; then timeouts; else the URL was unreachable.
 fn from_reqwest(t: &Target<'_>, url: &str, e: reqwest::Error) -> FetchError {
-    let mut reasons: Vec<String> = Vec::new();
-    let mut source: Option<&(dyn StdError + 'static)> = Some(&e);
-    while let Some(err) = source {
-        if let Some(refusal) = err.downcast_ref::<Refusal>() {
+    let reason = match cause(&e) {
+        Err(refusal) => {
             return FetchError::Refused {
                 input: t.input.to_owned(),
-                refusal: refusal.clone(),
+                refusal,
             };
         }
-        let text = err.to_string();
-        if !reasons.iter().any(|r| r.contains(&text)) {
-            reasons.push(text);
-        }
-        source = err.source();
-    }
+        Ok(reason) => reason,
+    };
     if e.is_timeout() {
         return FetchError::Timeout {
             input: t.input.to_owned(),
@@ -178,15 +172,29 @@ fn from_reqwest(t: &Target<'_>, url: &str, e: reqwest::Error) -> FetchError {
             secs: t.timeout_secs,
         };
     }
-    // The outermost message repeats the URL with its credentials; the causes say what broke.
-    let reason = if reasons.len() > 1 {
-        reasons[1..].join(": ")
-    } else {
-        reasons.join(": ")
-    };
     FetchError::Unreachable {
         input: t.input.to_owned(),
         url: url.to_owned(),
         reason,
     }
+}
+
+/// What broke in a failed request: the policy refusal found anywhere in `e`'s causes (the
+/// guarded resolver's or redirect policy's), else the causes joined — without the outermost
+/// message, which repeats the URL with its credentials.
+pub(crate) fn cause(e: &reqwest::Error) -> Result<String, Refusal> {
+    let mut reasons: Vec<String> = Vec::new();
+    let mut source: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(refusal) = err.downcast_ref::<Refusal>() {
+            return Err(refusal.clone());
+        }
+        let text = err.to_string();
+        if !reasons.iter().any(|r| r.contains(&text)) {
+            reasons.push(text);
+        }
+        source = err.source();
+    }
+    let start = usize::from(reasons.len() > 1);
+    Ok(reasons[start..].join(": "))
 }

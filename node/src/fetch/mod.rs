@@ -15,6 +15,7 @@ mod error;
 mod format;
 mod guard;
 mod http;
+mod outbound;
 mod sink;
 mod storage;
 mod unzip;
@@ -40,9 +41,12 @@ pub use config::{FetchConfig, ZipLimits};
 pub use error::FetchError;
 pub use format::{Claim, settle as settle_format};
 pub use guard::Refusal;
+pub(crate) use http::cause as failure_cause;
+pub use outbound::Outbound;
 pub use unzip::{Unzipped, ZipRefusal, unzip, unzip_shapefiles};
 
-use guard::{Policy, shown};
+use guard::Policy;
+pub use guard::shown;
 
 /// Extension of a fetched file when neither the caller, the href nor the server says one.
 const DEFAULT_EXT: &str = "dat";
@@ -108,6 +112,11 @@ impl Fetcher {
 
     pub fn config(&self) -> &FetchConfig {
         &self.config
+    }
+
+    /// The same address policy for the node's other outgoing calls (job callbacks).
+    pub fn outbound(&self) -> Outbound {
+        Outbound::new(self.policy.clone())
     }
 
     /// Fetches `href` into a new file in `dest_dir` named `{random hex}.{ext}` and returns its

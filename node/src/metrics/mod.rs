@@ -1,7 +1,7 @@
 //! The node's Prometheus metrics, in a registry of its own served on the node's metrics port:
 //! jobs by process and final state, their run time and queue wait (from the job's recorded
-//! times), job store errors (see `store`), plus what the pool, the fetcher and the gRPC layer
-//! register themselves.
+//! times), job store errors (see `store`), job callbacks by kind and outcome, plus what the pool,
+//! the fetcher and the gRPC layer register themselves.
 
 mod store;
 
@@ -17,6 +17,14 @@ pub use store::MeteredStore;
 
 type ProcessLabel = [(&'static str, String); 1];
 
+/// The `kind` label of a job callback: the subscriber URI it went to.
+pub const CALLBACK_KINDS: [&str; 3] = ["success", "in_progress", "failed"];
+/// The `outcome` label of a job callback: `delivered` (a 2xx answer), `failed` (refused at the
+/// call, a final answer that is not 2xx, or retries used up), `dropped` (not sent: too many
+/// jobs with callbacks outstanding, or an in-progress status superseded by the job's end) and
+/// `refused` (its URI refused by the address policy at submit).
+pub const CALLBACK_OUTCOMES: [&str; 4] = ["delivered", "failed", "dropped", "refused"];
+
 /// The job metrics of one node. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct NodeMetrics {
@@ -25,6 +33,7 @@ pub struct NodeMetrics {
     queue_wait: HistogramFamily<ProcessLabel>,
     store_errors: Family<[(&'static str, &'static str); 2], Counter>,
     queued: Gauge,
+    callbacks: Family<[(&'static str, &'static str); 2], Counter>,
 }
 
 impl NodeMetrics {
@@ -36,7 +45,17 @@ impl NodeMetrics {
             queue_wait: HistogramFamily::new_with_constructor(job_histogram as _),
             store_errors: Family::default(),
             queued: Gauge::default(),
+            callbacks: Family::default(),
         };
+        for kind in CALLBACK_KINDS {
+            for outcome in CALLBACK_OUTCOMES {
+                drop(
+                    metrics
+                        .callbacks
+                        .get_or_create(&[("kind", kind), ("outcome", outcome)]),
+                );
+            }
+        }
         registry.register(
             "wpsmesh_jobs",
             "Jobs run on this node that reached a final state, by process and state (succeeded, failed, dismissed)",
@@ -62,7 +81,20 @@ impl NodeMetrics {
             "Jobs waiting in the job store's queue for any node, as this node last read it (every sweep interval)",
             metrics.queued.clone(),
         );
+        registry.register(
+            "wpsmesh_node_callbacks",
+            "Job callbacks (OGC API - Processes subscriber) by kind (success, in_progress, failed) and outcome (delivered, failed, dropped, refused)",
+            metrics.callbacks.clone(),
+        );
         metrics
+    }
+
+    /// One callback of `kind` ended with `outcome` (see [`CALLBACK_KINDS`],
+    /// [`CALLBACK_OUTCOMES`]).
+    pub fn callback(&self, kind: &'static str, outcome: &'static str) {
+        self.callbacks
+            .get_or_create(&[("kind", kind), ("outcome", outcome)])
+            .inc();
     }
 
     /// The store's queue held `waiting` jobs at the last housekeeping sweep.
@@ -130,9 +162,12 @@ mod tests {
         metrics.job_ended(&status(JobState::Succeeded));
         metrics.job_claimed(&status(JobState::Running));
         metrics.queue_depth(7);
+        metrics.callback("success", "delivered");
         let text = wpsmesh_telemetry::metrics::encode(&registry, false);
         for line in [
             "wpsmesh_jobs_queued 7",
+            r#"wpsmesh_node_callbacks_total{kind="success",outcome="delivered"} 1"#,
+            r#"wpsmesh_node_callbacks_total{kind="failed",outcome="dropped"} 0"#,
             r#"wpsmesh_jobs_total{process="native:buffer",status="succeeded"} 1"#,
             r#"wpsmesh_job_duration_seconds_sum{process="native:buffer"} 3.0"#,
             r#"wpsmesh_job_queue_wait_seconds_sum{process="native:buffer"} 2.0"#,

@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use wpsmesh_jobstore::{
     Claim, Heartbeat, JobRecord, JobStore, Lease, NewJob, Outcome, Reaped, StoreError,
 };
-use wpsmesh_proto::process::{JobId, JobStatus};
+use wpsmesh_proto::process::{JobId, JobPage, JobStatus, ListJobs};
 
 use super::NodeMetrics;
 
@@ -32,7 +32,7 @@ impl MeteredStore {
         let kind = match &result {
             Err(StoreError::Unavailable(_)) => "unavailable",
             Err(StoreError::Corrupt { .. }) => "corrupt",
-            Ok(_) | Err(StoreError::QueueFull { .. }) => return result,
+            Ok(_) | Err(StoreError::QueueFull { .. } | StoreError::Invalid(_)) => return result,
         };
         self.metrics
             .store_errors
@@ -118,6 +118,10 @@ impl JobStore for MeteredStore {
 
     async fn forget(&self, id: &JobId) -> Result<(), StoreError> {
         self.count("forget", self.inner.forget(id).await)
+    }
+
+    async fn list(&self, query: &ListJobs) -> Result<JobPage, StoreError> {
+        self.count("list", self.inner.list(query).await)
     }
 }
 
