@@ -70,11 +70,15 @@ else
   log "buf present"
 fi
 
-# Python test clients (OWSLib: a real WPS client), in a venv of Debian's Python.
-if [ ! -x "$TOOLS/venv/bin/python" ] || ! "$TOOLS/venv/bin/python" -c "import owslib, pytest, requests" 2>/dev/null; then
-  log "installing the python test clients (OWSLib, pytest, requests)"
+# Python test clients (OWSLib: a real WPS and OGC API client; Schemathesis, which fuzzes the
+# edge's OpenAPI 3.0 document; jsonschema and PyYAML for the OGC schemas), in a venv of Debian's
+# Python.
+if [ ! -x "$TOOLS/venv/bin/python" ] \
+  || ! "$TOOLS/venv/bin/python" -c "import owslib, pytest, requests, schemathesis, jsonschema, referencing, yaml" 2>/dev/null; then
+  log "installing the python test clients (OWSLib, pytest, requests, schemathesis, jsonschema, pyyaml)"
   /usr/bin/python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "OWSLib>=0.29" "pytest>=7" "requests>=2.28"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "OWSLib>=0.29" "pytest>=7" "requests>=2.28" \
+    "schemathesis==4.32.5" "jsonschema>=4.18" "pyyaml>=6"
 else
   log "python test clients present"
 fi

@@ -1,159 +1,33 @@
 //! End to end: job callbacks (OGC API - Processes `subscriber`) over real processes (redis-server,
-//! storage, a node with one QGIS worker, an edge) and a receiver on loopback written here. The
-//! node admits 127.0.0.1 by `[node.fetch] allow` and nothing else on loopback; nothing here sends
-//! traffic to a non-loopback address: those URIs must be refused before any connection.
+//! storage, a node with one QGIS worker, an edge) and a receiver on loopback written here: over
+//! gRPC straight to the node, and through the edge's `POST /processes/{id}/execution`. The node
+//! admits 127.0.0.1 by `[node.fetch] allow` and nothing else on loopback (or, in one mesh, not
+//! even that); nothing here sends traffic to a non-loopback address: those URIs must be refused
+//! before any connection.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+#[path = "callbacks_common/mod.rs"]
+mod common;
+#[path = "ogcapi_common/mod.rs"]
+mod ogcapi;
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::routing::post;
-use serde_json::Value;
-use tokio::sync::mpsc;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{
+    ASYNC, CALLBACK_TIMEOUT, METADATA, POINTS, Receiver, WAIT, buffered, created, listed, mesh,
+    metrics, ogc_buffer, refusals, refused_by_edge, refused_through_edge, running_then_results,
+    sample, store_size,
+};
+use ogcapi::{execute, follow};
+use serde_json::{Value, json};
 use tonic::Code;
 use wpsmesh_proto::metadata::LOCATOR_KEY;
 use wpsmesh_proto::wire::process::v1::{
     ExecuteRequest, Input, JobState, LiteralValue, Reference, StoredObject, SubmitRequest,
     Subscriber, input, reference,
 };
-use wpsmesh_tests::data;
-use wpsmesh_tests::mesh::{Mesh, MeshSpec, feature_count, object_of};
-use wpsmesh_tests::{Launch, Service, raw_get};
-
-static POINTS: LazyLock<PathBuf> = LazyLock::new(|| {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("callbacks");
-    std::fs::create_dir_all(&dir).expect("data dir");
-    data::derive(&dir, "points.geojson", data::POINTS_SQL)
-});
-
-/// One mesh at a time: two QGIS nodes on two cores would stretch every deadline.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Per-attempt timeout of the mesh's callbacks.
-const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a test waits for a job or a callback.
-const WAIT: Duration = Duration::from_secs(90);
-
-async fn mesh() -> (tokio::sync::MutexGuard<'static, ()>, Mesh) {
-    let turn = ONE_AT_A_TIME.lock().await;
-    LazyLock::force(&POINTS);
-    let spec = MeshSpec::new(1)
-        .node_env("WPSMESH_NODE__FETCH__ALLOW", r#"["127.0.0.1"]"#)
-        .node_env("WPSMESH_NODE__CALLBACKS__TIMEOUT", "5s")
-        .node_env("WPSMESH_NODE__CALLBACKS__RETRIES", "2")
-        .node_env("WPSMESH_NODE__CALLBACKS__BACKOFF", "200ms");
-    (turn, Mesh::start(spec).await.expect("mesh starts"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The receiver: records every POST; `/hang/...` never answers, `/flaky/...` answers 500 the
-// first time, everything else 200.
-
-#[derive(Debug, Clone)]
-struct Post {
-    path: String,
-    body: Value,
-    at: Instant,
-}
-
-struct Receiver {
-    addr: SocketAddr,
-    posts: mpsc::UnboundedReceiver<Post>,
-    /// Received but not yet waited for.
-    seen: Vec<Post>,
-}
-
-#[derive(Clone)]
-struct Recorder {
-    posts: mpsc::UnboundedSender<Post>,
-    hits: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-async fn record(
-    State(r): State<Recorder>,
-    UrlPath(path): UrlPath<String>,
-    body: axum::body::Bytes,
-) -> StatusCode {
-    let path = format!("/{path}");
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let _ = r.posts.send(Post {
-        path: path.clone(),
-        body,
-        at: Instant::now(),
-    });
-    let hits = {
-        let mut hits = r.hits.lock().expect("hits");
-        let n = hits.entry(path.clone()).or_default();
-        *n += 1;
-        *n
-    };
-    if path.starts_with("/hang/") {
-        std::future::pending::<()>().await;
-    }
-    if path.starts_with("/flaky/") && hits == 1 {
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    StatusCode::OK
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let addr = listener.local_addr().expect("receiver addr");
-        let (tx, posts) = mpsc::unbounded_channel();
-        let recorder = Recorder {
-            posts: tx,
-            hits: Arc::default(),
-        };
-        let app = Router::new()
-            .route("/{*path}", post(record))
-            .with_state(recorder);
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            addr,
-            posts,
-            seen: Vec::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The first POST to `path` not waited for yet, waiting up to [`WAIT`] for it.
-    async fn wait(&mut self, path: &str) -> Post {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(i) = self.seen.iter().position(|p| p.path == path) {
-                return self.seen.remove(i);
-            }
-            match tokio::time::timeout_at(deadline, self.posts.recv()).await {
-                Ok(Some(post)) => self.seen.push(post),
-                _ => panic!(
-                    "no POST to {path} within {WAIT:?}; received {:?}",
-                    self.seen.iter().map(|p| &p.path).collect::<Vec<_>>()
-                ),
-            }
-        }
-    }
-
-    /// Every POST received so far, waited for or not, is taken in; those to `path` not waited.
-    fn pending(&mut self, path: &str) -> usize {
-        while let Ok(post) = self.posts.try_recv() {
-            self.seen.push(post);
-        }
-        self.seen.iter().filter(|p| p.path == path).count()
-    }
-}
+use wpsmesh_tests::Launch;
+use wpsmesh_tests::mesh::{Mesh, object_of};
 
 // ---------------------------------------------------------------------------------------------
 // Requests over gRPC, straight to the node.
@@ -221,24 +95,9 @@ async fn succeeded(m: &Mesh, id: &str) {
     .await;
 }
 
-/// The node's metrics text.
-async fn metrics(node: &Service) -> String {
-    let base = format!("http://{}", node.metrics_addr());
-    let (status, text) = raw_get(&base, "/metrics").await.expect("metrics");
-    assert_eq!(status, 200, "{text}");
-    text
-}
-
-/// The value of the sample `line` (labels included) in metrics `text`; 0 when absent.
-fn sample(text: &str, line: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_succeeded_and_failed_jobs_call_back_with_retries_and_no_delay() {
-    let (_turn, m) = mesh().await;
+    let (_turn, m) = mesh(true).await;
     let mut rx = Receiver::start().await;
     let source = points(&m).await;
 
@@ -252,24 +111,7 @@ async fn running_succeeded_and_failed_jobs_call_back_with_retries_and_no_delay()
     let id = submit(&m, buffer(source.clone(), Some(sub)))
         .await
         .expect("submit");
-    let running = rx.wait("/a/progress").await;
-    assert_eq!(running.body["jobID"], id.as_str(), "{}", running.body);
-    assert_eq!(running.body["status"], "running", "{}", running.body);
-    assert_eq!(running.body["processID"], "native:buffer");
-    let job_url = format!("{}/jobs/{id}", m.edges[0].uri());
-    assert_eq!(running.body["links"][0]["href"], job_url.as_str());
-    let results = rx.wait("/a/success").await;
-    assert!(running.at <= results.at, "running came first");
-    let href = results.body["OUTPUT"]["href"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no OUTPUT href in {}", results.body));
-    assert!(
-        href.starts_with(&format!("{}/api/file/retrieve/", m.edges[0].uri())),
-        "{href}"
-    );
-    let (status, bytes) = m.fetch(0, href).await;
-    assert_eq!(status, 200, "{href}");
-    assert_eq!(feature_count(&bytes), 240);
+    running_then_results(&m, &mut rx, "/a", &id).await;
     succeeded(&m, &id).await;
 
     // A failing job (its input answers 405: the receiver takes only POSTs): the failed statusInfo with the failure message.
@@ -350,18 +192,6 @@ async fn running_succeeded_and_failed_jobs_call_back_with_retries_and_no_delay()
     );
 }
 
-/// The number of job records and the queue's length in the mesh's Redis.
-fn store_size(m: &Mesh) -> (String, String) {
-    let jobs = m.redis.command(&[
-        "EVAL",
-        "return #redis.call('keys', ARGV[1])",
-        "0",
-        "{wpsmesh}:job:*",
-    ]);
-    let queue = m.redis.command(&["XLEN", "{wpsmesh}:queue"]);
-    (jobs, queue)
-}
-
 /// `status` is INVALID_ARGUMENT about `subscriber.successUri`, with `reason` in its message.
 fn refused(status: &tonic::Status, reason: &str) {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -378,7 +208,7 @@ fn refused(status: &tonic::Status, reason: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_callback_uris_fail_the_request_at_once_and_queue_nothing() {
-    let (_turn, m) = mesh().await;
+    let (_turn, m) = mesh(true).await;
     let mut rx = Receiver::start().await;
     let source = points(&m).await;
     let port = rx.addr.port();
@@ -386,10 +216,7 @@ async fn refused_callback_uris_fail_the_request_at_once_and_queue_nothing() {
 
     let before = store_size(&m);
     for (uri, reason) in [
-        (
-            "http://169.254.169.254/latest/meta-data/".to_owned(),
-            "address 169.254.169.254 is not allowed (cloud metadata)",
-        ),
+        (METADATA.0.to_owned(), METADATA.1),
         (
             format!("http://127.0.0.2:{port}/cb"),
             "address 127.0.0.2 is not allowed (loopback)",
@@ -456,12 +283,7 @@ async fn refused_callback_uris_fail_the_request_at_once_and_queue_nothing() {
     let jobs: usize = store_size(&m).0.trim().parse().expect("job count");
     let was: usize = before.0.trim().parse().expect("job count");
     assert_eq!(jobs, was + 20, "only the admitted jobs are recorded");
-    let text = metrics(&m.nodes[0]).await;
-    let refusals = sample(
-        &text,
-        r#"wpsmesh_node_callbacks_total{kind="success",outcome="refused"}"#,
-    );
-    assert_eq!(refusals, 28.0, "{text}");
+    assert_eq!(refusals(&m).await, 28.0);
 
     // A node without the allow rule refuses loopback itself, the request being otherwise the
     // same; without a subscriber that node takes it.
@@ -492,4 +314,110 @@ async fn refused_callback_uris_fail_the_request_at_once_and_queue_nothing() {
         .await
         .expect("the same job without callbacks");
     assert_eq!(rx.pending("/strict"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_edge_an_async_execution_calls_back_running_then_results() {
+    let (_turn, m) = mesh(true).await;
+    let mut rx = Receiver::start().await;
+    let href = m.upload(&POINTS).await;
+    let subscriber = json!({
+        "successUri": rx.url("/e/success"),
+        "inProgressUri": rx.url("/e/progress"),
+        "failedUri": rx.url("/e/failed"),
+    });
+    let a = execute(&m, "native:buffer", &ogc_buffer(&href, subscriber), ASYNC).await;
+    let id = created(&m, &a);
+    let job_url = running_then_results(&m, &mut rx, "/e", &id).await;
+    follow(&m, &job_url, "successful").await;
+    assert_eq!(rx.pending("/e/failed"), 0, "no failure told");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_edge_refused_callback_uris_are_400_problems_and_queue_nothing() {
+    let (_turn, m) = mesh(true).await;
+    let mut rx = Receiver::start().await;
+    let href = m.upload(&POINTS).await;
+    let port = rx.addr.port();
+    let with = |uri: &str| ogc_buffer(&href, json!({"successUri": uri}));
+
+    let cases = [
+        (METADATA.0.to_owned(), METADATA.1),
+        (
+            format!("http://127.0.0.2:{port}/cb"),
+            "address 127.0.0.2 is not allowed (loopback)",
+        ),
+    ];
+    refused_through_edge(&m, &href, &cases).await;
+    assert_eq!(refusals(&m).await, 4.0, "the node refused each once");
+
+    // The positive control: the same request with the admitted receiver is taken and called back.
+    let a = execute(&m, "native:buffer", &with(&rx.url("/ok")), ASYNC).await;
+    let id = created(&m, &a);
+    assert!(listed(&m).await.contains(&id), "{id} listed");
+    buffered(&m, &rx.wait("/ok").await.body).await;
+
+    // 16 refused and 16 admitted executions at once: each refused one 400, each admitted one
+    // 201, listed and called back; no other job listed.
+    let before = listed(&m).await;
+    let calls = (0..32).map(|i| {
+        let uri = match i % 4 {
+            0 => format!("http://169.254.169.254/{i}"),
+            2 => format!("http://127.0.0.2:{port}/many/{i}"),
+            _ => rx.url(&format!("/many/{i}")),
+        };
+        let (m, body) = (&m, with(&uri));
+        async move { (i, execute(m, "native:buffer", &body, ASYNC).await) }
+    });
+    let mut admitted = Vec::new();
+    for (i, a) in futures::future::join_all(calls).await {
+        if i % 2 == 0 {
+            refused_by_edge(&a, "is not allowed");
+        } else {
+            admitted.push((i, created(&m, &a)));
+        }
+    }
+    assert_eq!(admitted.len(), 16);
+    for (i, _) in &admitted {
+        let post = rx.wait(&format!("/many/{i}")).await;
+        assert!(post.body["OUTPUT"]["href"].is_string(), "{}", post.body);
+    }
+    let new: BTreeSet<String> = listed(&m).await.difference(&before).cloned().collect();
+    let ids: BTreeSet<String> = admitted.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(new, ids, "only the admitted jobs are listed");
+    assert_eq!(refusals(&m).await, 20.0);
+    for i in (0..32).filter(|i| i % 4 == 2) {
+        assert_eq!(
+            rx.pending(&format!("/many/{i}")),
+            0,
+            "refused {i} not called"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_an_edge_over_a_node_without_the_allow_rule_loopback_callbacks_are_400() {
+    let (_turn, m) = mesh(false).await;
+    let mut rx = Receiver::start().await;
+    let href = m.upload(&POINTS).await;
+    let port = rx.addr.port();
+    let cases = [
+        (
+            rx.url("/strict"),
+            "address 127.0.0.1 is not allowed (loopback)",
+        ),
+        (
+            format!("http://localhost:{port}/strict"),
+            "host localhost resolves only to addresses that are not allowed",
+        ),
+        (METADATA.0.to_owned(), METADATA.1),
+    ];
+    refused_through_edge(&m, &href, &cases).await;
+
+    // The same request without a subscriber is taken and runs.
+    let a = execute(&m, "native:buffer", &ogc_buffer(&href, Value::Null), ASYNC).await;
+    let id = created(&m, &a);
+    let done = follow(&m, &format!("{}/jobs/{id}", m.edges[0].uri()), "successful").await;
+    assert!(listed(&m).await.contains(&id), "{done}");
+    assert_eq!(rx.pending("/strict"), 0, "nothing called back");
 }

@@ -2,16 +2,15 @@
 //! (reference, literal, complex, bbox), requested outputs and the mode; errors name the member.
 //! Identifiers are checked as WPS ones are (at most 256 characters, no control characters).
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use wpsmesh_proto::process::{
-    BoundingBox, ComplexValue, ExecuteRequest, Format, Input, InputValue, LiteralValue,
-    OutputRequest, Reference, Source,
+    ComplexValue, ExecuteRequest, Format, Input, InputValue, LiteralValue, OutputRequest,
+    Reference, Source,
 };
 
 use wpsmesh_proto::text::shown;
 
+use crate::ogcapi::values::{inline_data, parse_bbox};
 use crate::ows::OwsError;
 use crate::wps::model::Mode;
 use crate::wps::request::identifier;
@@ -158,21 +157,15 @@ fn parse_input(id: &str, value: Value) -> Result<Input, OwsError> {
             })
         }
         "complex" => {
-            let data = match map.get("value") {
-                Some(Value::String(s)) => s.clone().into_bytes(),
-                Some(v @ (Value::Object(_) | Value::Array(_))) => v.to_string().into_bytes(),
-                _ => return Err(bad("a complex input needs a value (text or json)")),
-            };
-            let data = if text(&map, "encoding").eq_ignore_ascii_case("base64") {
-                BASE64
-                    .decode(data.trim_ascii())
-                    .map_err(|e| bad(&format!("invalid base64: {e}")))?
-            } else {
-                data
-            };
+            let base64 = text(&map, "encoding").eq_ignore_ascii_case("base64");
+            let data = map
+                .get("value")
+                .and_then(|v| inline_data(v, base64))
+                .ok_or_else(|| bad("a complex input needs a value (text or json)"))?
+                .map_err(|e| bad(&e))?;
             InputValue::Complex(ComplexValue {
                 format: format_of(&map),
-                data: data.into(),
+                data,
             })
         }
         "bbox" | "boundingbox" | "bounding_box" => {
@@ -188,38 +181,6 @@ fn parse_input(id: &str, value: Value) -> Result<Input, OwsError> {
         id: id.to_owned(),
         value,
     })
-}
-
-/// `{"bbox": [minx, miny, maxx, maxy], "crs": ...}` or `lowerCorner`/`upperCorner` (2D).
-fn parse_bbox(map: &Map<String, Value>) -> Result<BoundingBox, String> {
-    let numbers = |key: &str| -> Result<Vec<f64>, String> {
-        match map.get(key) {
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| v.as_f64().ok_or_else(|| format!("{key} must hold numbers")))
-                .collect(),
-            Some(_) => Err(format!("{key} must be a list of numbers")),
-            None => Ok(Vec::new()),
-        }
-    };
-    let (lower, upper) = match numbers("bbox")? {
-        corners if corners.is_empty() => (numbers("lowerCorner")?, numbers("upperCorner")?),
-        corners if corners.len() % 2 == 0 => {
-            let (l, u) = corners.split_at(corners.len() / 2);
-            (l.to_vec(), u.to_vec())
-        }
-        _ => return Err("bbox needs an even number of coordinates".into()),
-    };
-    if lower.len() < 2 || lower.len() != upper.len() {
-        return Err("a bounding box needs two corners of the same dimension".into());
-    }
-    wpsmesh_proto::wire::process::v1::BoundingBox {
-        crs: text(map, "crs"),
-        lower_corner: lower,
-        upper_corner: upper,
-    }
-    .try_into()
-    .map_err(|e: wpsmesh_proto::process::Invalid| e.message)
 }
 
 /// `{"mimeType": ..., "transmission": "reference"|"value"}` (or `asReference`).

@@ -3,13 +3,21 @@
 //! file API as WPS, so a job is one job whatever protocol started it. JSON only (HTML is a
 //! separate issue); errors are `application/problem+json` ([`problem`]).
 
+mod execute_body;
 mod execution;
+mod job_query;
 mod jobs;
+mod jobs_doc;
 mod landing;
+mod model;
+mod negotiate;
 mod openapi;
 mod problem;
 mod processes;
+mod raw;
+mod responses;
 mod schema;
+pub(crate) mod values;
 
 use std::sync::Arc;
 
@@ -39,10 +47,11 @@ type Shared = Arc<OgcState>;
 
 /// Every OGC API route.
 pub fn router(state: OgcState) -> Router {
+    let docs = Arc::new(processes::Docs::new(&state.nodes));
     Router::new()
         .merge(landing::routes())
         .merge(openapi::routes())
-        .merge(processes::routes())
+        .merge(processes::routes(docs))
         .merge(execution::routes(state.max_body))
         .merge(jobs::routes())
         .with_state(Arc::new(state))
