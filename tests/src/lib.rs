@@ -18,12 +18,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound once, then released for the child to take).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768–60999), so no
+/// outgoing connection's local port can take one between the check and the child binding it.
+const PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A free port for a child to listen on: one of [`PORTS`] that binds on every address now,
+/// never the same twice in this process, starting at a point drawn from the pid and the clock
+/// so test processes running side by side walk different stretches.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = PORTS.end - PORTS.start;
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let seed = std::process::id().wrapping_mul(7919).wrapping_add(nanos) % span;
+        let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let Ok(port) = u16::try_from(PORTS.start + offset) else {
+            continue;
+        };
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}")
 }
 
 /// `127.0.0.1:{a free port}`, e.g. for a metrics port of a service under test.
