@@ -55,6 +55,7 @@ fn build(config: &Config, nodes: nodes::Nodes, storage: Channel) -> (Router, Rea
         files: own_files.clone(),
         public_url: config.public_url.trim_end_matches('/').to_owned(),
         max_body: config.max_body_bytes,
+        storage: storage.clone(),
     };
     let wps_state = Arc::new(wps::handler::WpsState {
         catalog,

@@ -10,7 +10,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Answer, DATA, MAX_BODY, execute, follow, get, link, mesh, save};
+use common::{Answer, DATA, MAX_BODY, execute, follow, get, link, mesh, mesh_with, save};
 use serde_json::{Value, json};
 use wpsmesh_tests::data::WORLD_MAP;
 use wpsmesh_tests::formats::{assert_close, qgis_process, raster_checksum, stats};
@@ -62,6 +62,39 @@ fn same_as(ours: &std::path::Path, reference: &std::path::Path, what: &str) {
     assert!(n > 0, "{what}: no features");
     assert_eq!(n, n_ref, "{what} feature count");
     assert_close(measure, measure_ref, what);
+}
+
+/// Raw, one output asked for by value that the node stored (over its inline limit, 1 KiB
+/// here): 200 with the file's bytes streamed in place from storage, its media type and length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_value_stored_by_the_node_is_streamed_in_place() {
+    let (_turn, m) = mesh_with(&[("WPSMESH_NODE__MAX_INLINE_BYTES", "1024")]).await;
+    let points = m.upload(&DATA.points).await;
+    let input = json!({"href": points, "type": "application/geo+json"});
+    // The same request as a document shows the node stored the output: a link, not a value.
+    let doc = run_buffer(&m, &input, "value", "document", &[]).await;
+    assert_eq!(doc.status, 200, "{}", doc.json());
+    assert!(
+        doc.json()["OUTPUT"]["href"].is_string(),
+        "stored, not inlined: {}",
+        doc.json()
+    );
+
+    // Redirects not followed: a 303 to the file would be seen as such.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let url = format!("{}/processes/native:buffer/execution", m.edges[0].uri());
+    let request = client.post(url).json(&buffer(input, "value", "raw"));
+    let a = Answer::of(request.send().await.expect("execute")).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.header("location"), None);
+    assert_eq!(a.header("content-type"), Some("application/geo+json"));
+    let length = a.body.len().to_string();
+    assert_eq!(a.header("content-length"), Some(length.as_str()));
+    assert!(a.body.len() > 1024, "{} bytes", a.body.len());
+    assert_eq!(feature_count(&a.body), 240);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

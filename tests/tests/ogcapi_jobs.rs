@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{DATA, execute, follow, get, link, mesh, wps2_execute_async};
+use common::{DATA, execute, follow, get, job_ids, link, mesh, wps2_execute_async};
 use serde_json::{Value, json};
 use wpsmesh_tests::mesh::{Mesh, buffer_job, feature_count};
 
@@ -31,15 +31,6 @@ async fn wps2_submit(m: &Mesh, href: &str) -> String {
 async fn jobs(m: &Mesh, query: &str) -> (u16, Value) {
     let a = get(m, &format!("{}/jobs?{query}", m.edges[0].uri())).await;
     (a.status, a.json())
-}
-
-fn ids(page: &Value) -> Vec<String> {
-    page["jobs"]
-        .as_array()
-        .unwrap_or_else(|| panic!("jobs: {page}"))
-        .iter()
-        .map(|j| j["jobID"].as_str().expect("jobID").to_owned())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +83,7 @@ async fn wps2_jobs_are_listed_followed_and_read_through_ogc_api() {
     // The list: all four, newest first, as statusInfo documents with a self link.
     let (status, page) = jobs(&m, "processID=native:buffer&status=successful&type=process").await;
     assert_eq!(status, 200, "{page}");
-    let listed = ids(&page);
+    let listed = job_ids(&page);
     let newest_first: Vec<String> = [&json_api, &third, &second, &first]
         .map(|s| s.clone())
         .into();
@@ -120,13 +111,13 @@ async fn wps2_jobs_are_listed_followed_and_read_through_ogc_api() {
     // Paged three at a time: the next link leads to the rest, no job twice.
     let (status, one) = jobs(&m, "limit=3").await;
     assert_eq!(status, 200, "{one}");
-    assert_eq!(ids(&one).len(), 3, "{one}");
+    assert_eq!(job_ids(&one).len(), 3, "{one}");
     let next = link(&one, "next")
         .unwrap_or_else(|| panic!("next link: {one}"))
         .to_owned();
     assert!(next.contains("limit=3"), "{next}");
     let two = get(&m, &next).await.json();
-    let all: BTreeSet<String> = ids(&one).into_iter().chain(ids(&two)).collect();
+    let all: BTreeSet<String> = job_ids(&one).into_iter().chain(job_ids(&two)).collect();
     assert!(
         [&first, &second, &third, &json_api]
             .iter()
@@ -135,15 +126,15 @@ async fn wps2_jobs_are_listed_followed_and_read_through_ogc_api() {
     );
     assert_eq!(
         all.len(),
-        ids(&one).len() + ids(&two).len(),
+        job_ids(&one).len() + job_ids(&two).len(),
         "a job twice: {one} {two}"
     );
 
     // Filters that match none, and bad parameters refused by name.
     let (status, none) = jobs(&m, "processID=native:dissolve").await;
-    assert_eq!((status, ids(&none).len()), (200, 0), "{none}");
+    assert_eq!((status, job_ids(&none).len()), (200, 0), "{none}");
     let (status, none) = jobs(&m, "status=failed,dismissed").await;
-    assert_eq!((status, ids(&none).len()), (200, 0), "{none}");
+    assert_eq!((status, job_ids(&none).len()), (200, 0), "{none}");
     for (query, count) in [
         ("datetime=../1970-01-01T00:00:00Z", 0),
         ("datetime=2000-01-01T00:00:00Z/..", 4),
@@ -151,7 +142,11 @@ async fn wps2_jobs_are_listed_followed_and_read_through_ogc_api() {
         ("maxDuration=3600&minDuration=0", 4),
     ] {
         let (status, page) = jobs(&m, query).await;
-        assert_eq!((status, ids(&page).len()), (200, count), "{query}: {page}");
+        assert_eq!(
+            (status, job_ids(&page).len()),
+            (200, count),
+            "{query}: {page}"
+        );
     }
     for (query, parameter, reason) in [
         ("status=done", "status", "unknown status"),
@@ -214,7 +209,7 @@ async fn dismissed_through_ogc_api_is_dismissed_for_wps() {
     );
     let (status, listed) = jobs(&m, "status=dismissed").await;
     assert_eq!(status, 200, "{listed}");
-    assert!(ids(&listed).contains(&job), "{listed}");
+    assert!(job_ids(&listed).contains(&job), "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,31 +8,66 @@
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde_json::Value;
 use tracing::info;
 use wpsmesh_proto::ogcapi::{JSON, job_url, results, status_info};
 use wpsmesh_proto::process::{JobState, JobStatus, OutputRequest};
 
-use super::execute_body::{Execute, ResponseKind, read};
+use super::execute_body::{self, ResponseKind, read};
+// Named only in the OpenAPI annotation, which refers to schemas by name.
+#[allow(unused_imports)]
+use super::documents::{Execute, Results, StatusInfo};
+use super::responses::{
+    BadRequest, Failed, NoSuchProcess, ProcessId, TooLarge, Unavailable, UnsupportedMediaType,
+};
 use super::{Problem, Shared, raw};
 use crate::jobs;
 use crate::metrics::job_call;
 use crate::ows::OwsError;
 
-pub(super) fn routes(max_body: usize) -> Router<Shared> {
-    Router::new()
-        .route("/processes/{process_id}/execution", post(execute))
-        .layer(DefaultBodyLimit::max(max_body))
-}
-
-/// Runs or submits one execute request.
+/// Runs a process: synchronously (the results document, or for `response: raw` the outputs
+/// themselves) or, with `Prefer: respond-async`, as a job (201 with `Location`).
+#[utoipa::path(
+    post,
+    path = "/processes/{processID}/execution",
+    tag = "Processes",
+    operation_id = "execute",
+    params(
+        ProcessId,
+        ("Prefer" = Option<String>, Header, description = "`respond-async` to run as a job"),
+    ),
+    request_body(content = Execute, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`response: document` (the default): the results document. \
+            `response: raw`: one output by value is the output itself with its media type (a \
+            file streamed from storage with its Content-Length); several outputs with any by \
+            value are one multipart/related body, a part per output named by Content-ID \
+            (by-reference parts carry Content-Location)",
+            content(
+                ("application/json" = Results),
+                ("multipart/related" = [u8]),
+                ("*/*" = [u8]),
+            )),
+        (status = 201, description = "The job, submitted; `Location` is its status", body = StatusInfo, content_type = "application/json",
+            headers(
+                ("Location" = String, description = "The job's URL"),
+                ("Preference-Applied" = String, description = "`respond-async`"),
+            )),
+        (status = 204, description = "`response: raw` with every output by reference: no body, one `Link` header (rel enclosure, with type and title) per output file",
+            headers(("Link" = String, description = "An output file: `<url>; rel=\"http://www.opengis.net/def/rel/iana/1.0/enclosure\"; type=...; title=...`"))),
+        BadRequest,
+        NoSuchProcess,
+        TooLarge,
+        UnsupportedMediaType,
+        Failed,
+        Unavailable,
+    )
+)]
 pub(super) async fn execute(
     State(state): State<Shared>,
     path: Result<Path<String>, PathRejection>,
@@ -61,7 +96,7 @@ async fn run(
     })?;
     let body: Value = serde_json::from_slice(&body).map_err(|e| Problem::bad_json(&e).0)?;
     let desc = state.catalog.describe(&state.nodes, &process_id).await?;
-    let Execute {
+    let execute_body::Execute {
         mut request,
         response,
     } = read(body, &desc, &process_id, &state.public_url)?;
@@ -106,7 +141,9 @@ async fn run(
             results(&result.outputs, &state.public_url).to_string(),
         )
             .into_response(),
-        ResponseKind::Raw => raw::answer(&result.outputs, &wanted, &state.public_url),
+        ResponseKind::Raw => {
+            raw::respond(&result.outputs, &wanted, &state.public_url, &state.storage).await?
+        }
     })
 }
 

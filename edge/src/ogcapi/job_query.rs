@@ -6,13 +6,46 @@
 use std::time::{Duration, SystemTime};
 
 use url::form_urlencoded;
+use utoipa::IntoParams;
 use wpsmesh_proto::process::{DEFAULT_LIMIT, JobFilter, JobState, ListJobs, MAX_LIMIT};
 use wpsmesh_proto::text::shown;
 
+use super::documents::StatusCode;
 use crate::ows::OwsError;
 
 /// Longest page token accepted (the job store writes them far shorter).
-const MAX_TOKEN: usize = 128;
+pub(super) const MAX_TOKEN: usize = 128;
+
+/// The parameters [`parse`] reads, for the OpenAPI document (utoipa takes literals for bounds
+/// and defaults: a test checks them against [`DEFAULT_LIMIT`], [`MAX_LIMIT`] and [`MAX_TOKEN`]).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct JobListParams {
+    /// Job types: `process` only (repeatable, comma-separated).
+    #[param(rename = "type")]
+    kind: Option<Vec<String>>,
+    /// Jobs of these processes (repeatable, comma-separated).
+    #[param(rename = "processID")]
+    process_id: Option<Vec<String>>,
+    /// Jobs in these states (repeatable, comma-separated).
+    #[param(inline)]
+    status: Option<Vec<StatusCode>>,
+    /// An instant or interval (RFC 3339, `..` for open ends) the job was created in.
+    datetime: Option<String>,
+    /// Jobs that ran at least this many seconds (fractions allowed).
+    #[param(minimum = 0)]
+    min_duration: Option<f64>,
+    /// Jobs that ran at most this many seconds (fractions allowed).
+    #[param(minimum = 0)]
+    max_duration: Option<f64>,
+    /// Jobs per page.
+    #[param(minimum = 1, maximum = 1000, default = 10)]
+    limit: Option<u32>,
+    /// The page token of a `next` link.
+    #[param(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    next: Option<String>,
+}
 
 /// Reads the raw query string (`None` when there is none).
 pub(super) fn parse(query: Option<&str>) -> Result<ListJobs, OwsError> {

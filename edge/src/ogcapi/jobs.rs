@@ -2,28 +2,24 @@
 //! `GET /jobs/{id}/results` and `DELETE /jobs/{id}` (dismiss). The jobs are the nodes' one set,
 //! whatever protocol started them (WPS 1.0.0/2.0, the JSON job API, OGC API).
 
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::{Value, json};
 use url::form_urlencoded;
 use wpsmesh_proto::ogcapi::{JSON, results, status_info};
 use wpsmesh_proto::process::JOB_ID;
 
+// Named only in the OpenAPI annotations, which refer to schemas by name.
+#[allow(unused_imports)]
+use super::documents::{JobList, Results, StatusInfo};
+use super::job_query::JobListParams;
+use super::responses::{BadRequest, Failed, JobId, NoSuchJob, Unavailable};
 use super::{Problem, Shared, job_query};
 use crate::jobs;
 use crate::metrics::job_call;
 use crate::ows::{OwsCode, OwsError};
-
-pub(super) fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/jobs", get(list))
-        .route("/jobs/{job_id}", get(status).delete(dismiss))
-        .route("/jobs/{job_id}/results", get(job_results))
-}
 
 /// 200 with a JSON document.
 fn json_answer(doc: &Value) -> Response {
@@ -61,8 +57,21 @@ fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, OwsError
     jobs::path_id(path).map_err(job_error(""))
 }
 
-/// `GET /jobs`: one page of jobs, newest first, with `self` and (when there are more) `next`.
-async fn list(State(state): State<Shared>, RawQuery(query): RawQuery) -> Response {
+/// `GET /jobs`: one page of jobs, newest first, with `self` and (when there are more) `next`,
+/// whatever protocol started them.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "Jobs",
+    operation_id = "getJobs",
+    params(JobListParams),
+    responses(
+        (status = 200, description = "A page of jobs, newest first; a `next` link when there are more", body = JobList, content_type = "application/json"),
+        BadRequest,
+        Unavailable,
+    )
+)]
+pub(super) async fn list(State(state): State<Shared>, RawQuery(query): RawQuery) -> Response {
     let page = async {
         let request = job_query::parse(query.as_deref())?;
         let page = jobs::list(&state.nodes, request).await?;
@@ -133,26 +142,63 @@ async fn on_job(state: &Shared, path: Result<Path<String>, PathRejection>, call:
     job_call(answer(doc.await), operation)
 }
 
-/// `GET /jobs/{job_id}`: the job's statusInfo.
-async fn status(
+/// `GET /jobs/{jobID}`: the job's statusInfo.
+#[utoipa::path(
+    get,
+    path = "/jobs/{jobID}",
+    tag = "Jobs",
+    operation_id = "getStatus",
+    params(JobId),
+    responses(
+        (status = 200, description = "The job's status", body = StatusInfo, content_type = "application/json"),
+        NoSuchJob,
+        Unavailable,
+    )
+)]
+pub(super) async fn status(
     State(state): State<Shared>,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     on_job(&state, path, Call::Status).await
 }
 
-/// `GET /jobs/{job_id}/results`: the results document once the job succeeded; result-not-ready
+/// `GET /jobs/{jobID}/results`: the results document once the job succeeded; result-not-ready
 /// while it is pending, a failed job's failure, no-such-job once dismissed.
-async fn job_results(
+#[utoipa::path(
+    get,
+    path = "/jobs/{jobID}/results",
+    tag = "Jobs",
+    operation_id = "getResult",
+    params(JobId),
+    responses(
+        (status = 200, description = "The results", body = Results, content_type = "application/json"),
+        NoSuchJob,
+        Failed,
+        Unavailable,
+    )
+)]
+pub(super) async fn job_results(
     State(state): State<Shared>,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     on_job(&state, path, Call::Results).await
 }
 
-/// `DELETE /jobs/{job_id}`: the job dismissed (cancelled where it runs, its outputs deleted);
+/// `DELETE /jobs/{jobID}`: the job dismissed (cancelled where it runs, its outputs deleted);
 /// its statusInfo, now dismissed.
-async fn dismiss(
+#[utoipa::path(
+    delete,
+    path = "/jobs/{jobID}",
+    tag = "Jobs",
+    operation_id = "dismiss",
+    params(JobId),
+    responses(
+        (status = 200, description = "The job, dismissed", body = StatusInfo, content_type = "application/json"),
+        NoSuchJob,
+        Unavailable,
+    )
+)]
+pub(super) async fn dismiss(
     State(state): State<Shared>,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {

@@ -2,10 +2,8 @@
 //! implemented: JSON, not HTML yet).
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
-use axum::routing::get;
 
 use super::model::{Conformance, LandingPage, Link};
 use super::negotiate::{self, JSON};
@@ -23,12 +21,6 @@ pub const CONFORMANCE: [&str; 7] = [
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/dismiss",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/callback",
 ];
-
-pub(super) fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/", get(landing))
-        .route("/conformance", get(conformance))
-}
 
 /// The landing page: links to the API definition, the conformance classes, the processes and
 /// the jobs.

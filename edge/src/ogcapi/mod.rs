@@ -3,11 +3,11 @@
 //! file API as WPS, so a job is one job whatever protocol started it. JSON only (HTML is a
 //! separate issue); errors are `application/problem+json` ([`problem`]).
 
+mod documents;
 mod execute_body;
 mod execution;
 mod job_query;
 mod jobs;
-mod jobs_doc;
 mod landing;
 mod model;
 mod negotiate;
@@ -16,14 +16,16 @@ mod problem;
 mod processes;
 mod raw;
 mod responses;
+mod routes;
 mod schema;
 pub(crate) mod values;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::{Extension, Router};
 
 use crate::catalog::Catalog;
+use crate::files::Storage;
 use crate::jobs::OwnFiles;
 use crate::nodes::Nodes;
 
@@ -41,6 +43,8 @@ pub struct OgcState {
     pub public_url: String,
     /// Largest execute body accepted, in bytes; more gets 413.
     pub max_body: usize,
+    /// The edge's storage client (the file API's): raw outputs stored as files stream from it.
+    pub storage: Storage,
 }
 
 type Shared = Arc<OgcState>;
@@ -48,11 +52,7 @@ type Shared = Arc<OgcState>;
 /// Every OGC API route.
 pub fn router(state: OgcState) -> Router {
     let docs = Arc::new(processes::Docs::new(&state.nodes));
-    Router::new()
-        .merge(landing::routes())
-        .merge(openapi::routes())
-        .merge(processes::routes(docs))
-        .merge(execution::routes(state.max_body))
-        .merge(jobs::routes())
+    routes::router(state.max_body)
+        .layer(Extension(docs))
         .with_state(Arc::new(state))
 }

@@ -3,18 +3,16 @@
 
 use std::sync::LazyLock;
 
-use axum::Router;
 use axum::extract::RawQuery;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use utoipa::OpenApi;
 
 use super::negotiate::{self, JSON};
 use super::problem::ProblemBody;
 use super::responses::{Format, NotAcceptable};
-use super::{Problem, Shared, jobs_doc, landing, model, processes};
+use super::{Problem, documents, execution, jobs, landing, model, processes};
 
 /// Media type of the OpenAPI 3.0 document in JSON.
 pub const OPENAPI_JSON: &str = "application/vnd.oai.openapi+json;version=3.0";
@@ -34,11 +32,11 @@ pub const OPENAPI_JSON: &str = "application/vnd.oai.openapi+json;version=3.0";
         api,
         processes::list,
         processes::describe,
-        jobs_doc::execute,
-        jobs_doc::jobs,
-        jobs_doc::status,
-        jobs_doc::dismiss,
-        jobs_doc::results,
+        execution::execute,
+        jobs::list,
+        jobs::status,
+        jobs::dismiss,
+        jobs::job_results,
     ),
     components(schemas(
         model::Link,
@@ -52,14 +50,14 @@ pub const OPENAPI_JSON: &str = "application/vnd.oai.openapi+json;version=3.0";
         model::OutputDescription,
         model::Process,
         ProblemBody,
-        jobs_doc::StatusCode,
-        jobs_doc::JobType,
-        jobs_doc::StatusInfo,
-        jobs_doc::JobList,
-        jobs_doc::Results,
-        jobs_doc::Subscriber,
-        jobs_doc::ResponseKind,
-        jobs_doc::Execute,
+        documents::StatusCode,
+        documents::JobType,
+        documents::StatusInfo,
+        documents::JobList,
+        documents::Results,
+        documents::Subscriber,
+        documents::ResponseKind,
+        documents::Execute,
     )),
     tags(
         (name = "Capabilities", description = "The landing page, conformance and this document"),
@@ -75,10 +73,6 @@ static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| {
         serde_json::to_vec(&ApiDoc::openapi()).expect("an openapi document serialises to json"),
     )
 });
-
-pub(super) fn routes() -> Router<Shared> {
-    Router::new().route("/api", get(api))
-}
 
 /// The OpenAPI document, for the type and the bytes served.
 pub fn document() -> Bytes {
@@ -109,12 +103,114 @@ pub async fn api(headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
+    use std::collections::BTreeSet;
 
+    use serde_json::Value;
+    use wpsmesh_proto::process::{DEFAULT_LIMIT, MAX_LIMIT};
+
+    use super::super::job_query::MAX_TOKEN;
+    use super::super::routes::ROUTES;
     use super::*;
 
     fn doc() -> Value {
         serde_json::from_slice(&document()).expect("json")
+    }
+
+    /// The parameter `name` of the operation `method path`.
+    fn param(doc: &Value, path: &str, method: &str, name: &str) -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{method} {path}: no parameter {name}"))
+    }
+
+    #[test]
+    fn documents_exactly_the_routes_the_router_registers() {
+        let doc = doc();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .filter(|k| matches!(k.as_str(), "get" | "post" | "put" | "delete" | "patch"))
+                    .map(move |method| (method.clone(), path.clone()))
+            })
+            .collect();
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(_, verb, path)| (verb.openapi().to_owned(), (*path).to_owned()))
+            .collect();
+        assert_eq!(routed.len(), ROUTES.len(), "a route listed twice");
+        assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn parameter_bounds_are_the_parsers() {
+        let doc = doc();
+        let limit = param(&doc, "/jobs", "get", "limit");
+        assert_eq!(limit["in"], "query");
+        assert_eq!(limit["schema"]["minimum"], 1.0);
+        assert_eq!(limit["schema"]["maximum"], f64::from(MAX_LIMIT));
+        assert_eq!(limit["schema"]["default"], DEFAULT_LIMIT);
+        let next = param(&doc, "/jobs", "get", "next");
+        assert_eq!(next["schema"]["maxLength"], MAX_TOKEN);
+        for name in ["minDuration", "maxDuration"] {
+            let p = param(&doc, "/jobs", "get", name);
+            assert_eq!(p["schema"]["type"], "number", "{name}: fractional seconds");
+            assert_eq!(p["schema"]["minimum"], 0.0, "{name}");
+        }
+        let limit = param(&doc, "/processes", "get", "limit");
+        assert_eq!(limit["schema"]["maximum"], processes::MAX_LIMIT as f64);
+    }
+
+    /// Every `$ref` under `value`.
+    fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    found.push(r);
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_names_a_component() {
+        let doc = doc();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > 10, "{found:?}");
+        for r in found {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{r}"));
+            assert!(doc["components"]["schemas"][name].is_object(), "{r}");
+        }
+    }
+
+    #[test]
+    fn raw_answers_are_described() {
+        let doc = doc();
+        let responses = &doc["paths"]["/processes/{processID}/execution"]["post"]["responses"];
+        let ok = responses["200"]["content"]
+            .as_object()
+            .expect("200 content");
+        for media in ["application/json", "multipart/related", "*/*"] {
+            assert!(ok.contains_key(media), "200 as {media}");
+        }
+        assert!(responses["204"]["headers"]["Link"].is_object(), "204 Link");
+        assert!(
+            responses["201"]["headers"]["Location"].is_object(),
+            "201 Location"
+        );
+        assert!(responses["303"].is_null(), "no redirect any more");
     }
 
     #[test]
@@ -150,13 +246,6 @@ mod tests {
             not_found["content"]["application/problem+json"]["schema"]["$ref"],
             "#/components/schemas/ProblemBody"
         );
-        let limit = paths["/processes"]["get"]["parameters"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["name"] == "limit"))
-            .cloned()
-            .unwrap_or_default();
-        assert_eq!(limit["in"], "query");
-        assert_eq!(limit["schema"]["maximum"], 10000.0);
     }
 
     #[test]

@@ -6,11 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
 use bytes::Bytes;
 use tokio::sync::watch;
 use utoipa::IntoParams;
@@ -30,13 +29,6 @@ pub const MAX_LIMIT: usize = 10_000;
 /// Pages of the process list kept rendered per generation (distinct limit/offset pairs);
 /// others are rendered for each request. Descriptions are all kept (one per process).
 const MAX_PAGES: usize = 32;
-
-pub(super) fn routes(docs: Arc<Docs>) -> Router<Shared> {
-    Router::new()
-        .route("/processes", get(list))
-        .route("/processes/{process_id}", get(describe))
-        .layer(Extension(docs))
-}
 
 /// Query parameters of the process list.
 #[derive(Debug, IntoParams)]

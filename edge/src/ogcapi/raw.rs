@@ -1,39 +1,81 @@
 //! The raw answer of a synchronous execution (`"response": "raw"`), as OGC API - Processes 1.0
 //! asks: one output by value is the output itself with its Content-Type (a file output too big
-//! for the node to inline is a 303 to its file API URL, which streams it); outputs all by
-//! reference are 204 with one `Link` header each; several outputs with any by value are one
-//! `multipart/related` body, a part per output (by-reference parts carry `Content-Location`
-//! and no content).
+//! for the node to inline is streamed from storage in place, with its Content-Length); outputs
+//! all by reference are 204 with one `Link` header each; several outputs with any by value are
+//! one `multipart/related` body, a part per output (by-reference parts carry
+//! `Content-Location` and no content).
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use rand::Rng;
+use tracing::info;
 use wpsmesh_proto::ogcapi::{JSON, output_value};
-use wpsmesh_proto::process::{Output, OutputRequest, OutputValue};
+use wpsmesh_proto::process::{Output, OutputRequest, OutputValue, StoredFile};
 use wpsmesh_proto::storage::retrieve_url;
+
+use crate::files::Storage;
+use crate::ows::OwsError;
 
 /// The link relation of an output file.
 const ENCLOSURE: &str = "http://www.opengis.net/def/rel/iana/1.0/enclosure";
 
 /// One output as raw content.
-enum Part {
+enum Part<'a> {
     /// The bytes, with their media type.
     Content(String, Bytes),
-    /// A stored file: its URL and media type.
-    Stored(String, String),
+    /// A stored file: its URL and media type, and the file.
+    Stored(String, String, &'a StoredFile),
+}
+
+/// The raw answer: ready, or the one stored file asked for by value, to stream ([`stream`]).
+enum Raw<'a> {
+    Ready(Response),
+    Stream(&'a StoredFile),
+}
+
+/// The raw answer for `outputs`, a stored file asked for by value streamed from `storage`.
+pub(super) async fn respond(
+    outputs: &[Output],
+    wanted: &[OutputRequest],
+    base: &str,
+    storage: &Storage,
+) -> Result<Response, OwsError> {
+    match answer(outputs, wanted, base) {
+        Raw::Ready(response) => Ok(response),
+        Raw::Stream(file) => stream(storage, file).await,
+    }
+}
+
+/// 200 with a stored file's bytes as they come from storage (the file API's download stream),
+/// its media type and Content-Length.
+async fn stream(storage: &Storage, file: &StoredFile) -> Result<Response, OwsError> {
+    let (info, body) = storage
+        .download(file.id.as_str(), 0, None)
+        .await
+        .map_err(|s| OwsError::from_storage_status(&s))?;
+    let media = [file.format.mime_type.as_str(), info.content_type.as_str()]
+        .into_iter()
+        .find(|m| !m.is_empty())
+        .unwrap_or("application/octet-stream");
+    info!(object = %file.id, bytes = info.length, "raw output streamed from storage");
+    let mut response = content(media, Body::from_stream(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(info.length));
+    Ok(response)
 }
 
 /// The raw answer for `outputs`; `wanted` says which were asked for by reference.
-pub(super) fn answer(outputs: &[Output], wanted: &[OutputRequest], base: &str) -> Response {
+fn answer<'a>(outputs: &'a [Output], wanted: &[OutputRequest], base: &str) -> Raw<'a> {
     let by_reference = |id: &str| {
         wanted
             .iter()
             .find(|w| w.id == id)
             .is_none_or(|w| w.as_reference)
     };
-    let parts: Vec<(&str, Part, bool)> = outputs
+    let parts: Vec<(&str, Part<'a>, bool)> = outputs
         .iter()
         .map(|o| (o.id.as_str(), part(&o.value, base), by_reference(&o.id)))
         .collect();
@@ -43,7 +85,7 @@ pub(super) fn answer(outputs: &[Output], wanted: &[OutputRequest], base: &str) -
     if all_references {
         let mut response = StatusCode::NO_CONTENT.into_response();
         for (id, part, _) in &parts {
-            if let Part::Stored(url, media) = part {
+            if let Part::Stored(url, media, _) = part {
                 let link =
                     format!("<{url}>; rel=\"{ENCLOSURE}\"; type=\"{media}\"; title=\"{id}\"");
                 if let Ok(v) = HeaderValue::from_str(&link) {
@@ -51,27 +93,22 @@ pub(super) fn answer(outputs: &[Output], wanted: &[OutputRequest], base: &str) -
                 }
             }
         }
-        return response;
+        return Raw::Ready(response);
     }
     match parts.as_slice() {
-        [(_, Part::Content(media, bytes), _)] => content(media, bytes.clone()),
-        [(_, Part::Stored(url, _), _)] => {
-            let mut response = StatusCode::SEE_OTHER.into_response();
-            if let Ok(v) = HeaderValue::from_str(url) {
-                response.headers_mut().insert(header::LOCATION, v);
-            }
-            response
-        }
-        _ => multipart(&parts),
+        [(_, Part::Content(media, bytes), _)] => Raw::Ready(content(media, bytes.clone())),
+        [(_, Part::Stored(_, _, file), _)] => Raw::Stream(file),
+        _ => Raw::Ready(multipart(&parts)),
     }
 }
 
 /// What one output value is as raw content.
-fn part(value: &OutputValue, base: &str) -> Part {
+fn part<'a>(value: &'a OutputValue, base: &str) -> Part<'a> {
     match value {
         OutputValue::Stored(file) => Part::Stored(
             retrieve_url(base, file.id.as_str(), &file.format.extension),
             file.format.mime_type.clone(),
+            file,
         ),
         OutputValue::Inline(c) => {
             let media = c
@@ -93,9 +130,9 @@ fn part(value: &OutputValue, base: &str) -> Part {
     }
 }
 
-/// 200 with `bytes` as `media`.
-fn content(media: &str, bytes: Bytes) -> Response {
-    let mut response = (StatusCode::OK, bytes).into_response();
+/// 200 with `body` as `media`.
+fn content(media: &str, body: impl Into<Body>) -> Response {
+    let mut response = (StatusCode::OK, body.into()).into_response();
     let media = HeaderValue::from_str(media)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     response.headers_mut().insert(header::CONTENT_TYPE, media);
@@ -113,7 +150,7 @@ fn multipart(parts: &[(&str, Part, bool)]) -> Response {
                 body.extend_from_slice(format!("Content-Type: {media}\r\n\r\n").as_bytes());
                 body.extend_from_slice(bytes);
             }
-            Part::Stored(url, media) => body.extend_from_slice(
+            Part::Stored(url, media, _) => body.extend_from_slice(
                 format!("Content-Type: {media}\r\nContent-Location: {url}\r\n\r\n").as_bytes(),
             ),
         }
@@ -130,7 +167,7 @@ fn multipart(parts: &[(&str, Part, bool)]) -> Response {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use wpsmesh_proto::process::{ComplexValue, Format, LiteralValue, StoredFile};
+    use wpsmesh_proto::process::{ComplexValue, Format, LiteralValue};
 
     use super::*;
 
@@ -158,6 +195,14 @@ mod tests {
         }
     }
 
+    /// The answer, which must not need storage.
+    fn ready(outputs: &[Output], wanted: &[OutputRequest]) -> Response {
+        match answer(outputs, wanted, "http://e.test") {
+            Raw::Ready(r) => r,
+            Raw::Stream(file) => panic!("{} streamed", file.id),
+        }
+    }
+
     async fn body(r: Response) -> String {
         let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
         String::from_utf8(bytes.to_vec()).unwrap()
@@ -172,29 +217,28 @@ mod tests {
                 data: Bytes::from_static(b"{\"type\":\"FeatureCollection\"}"),
             }),
         };
-        let r = answer(&[out], &[wanted("OUTPUT", false)], "http://e.test");
+        let r = ready(&[out], &[wanted("OUTPUT", false)]);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/geo+json");
         assert_eq!(body(r).await, "{\"type\":\"FeatureCollection\"}");
-        let big = answer(
-            &[stored("OUTPUT")],
-            &[wanted("OUTPUT", false)],
-            "http://e.test",
+    }
+
+    #[test]
+    fn one_stored_value_is_streamed_and_one_stored_reference_is_not() {
+        let outputs = [stored("OUTPUT")];
+        let by_value = answer(&outputs, &[wanted("OUTPUT", false)], "http://e.test");
+        assert!(
+            matches!(by_value, Raw::Stream(f) if f.id.as_str() == ID),
+            "a file asked for by value is streamed in place"
         );
-        assert_eq!(big.status(), StatusCode::SEE_OTHER);
-        assert_eq!(
-            big.headers()[header::LOCATION],
-            format!("http://e.test/api/file/retrieve/{ID}.geojson").as_str()
-        );
+        // No outputs named: every output by reference, so 204 and its Link.
+        let unnamed = ready(&outputs, &[]);
+        assert_eq!(unnamed.status(), StatusCode::NO_CONTENT);
     }
 
     #[tokio::test]
     async fn references_are_links_and_mixes_are_multipart() {
-        let r = answer(
-            &[stored("OUTPUT")],
-            &[wanted("OUTPUT", true)],
-            "http://e.test",
-        );
+        let r = ready(&[stored("OUTPUT")], &[wanted("OUTPUT", true)]);
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         let link = r.headers()[header::LINK].to_str().unwrap();
         assert!(
@@ -206,10 +250,9 @@ mod tests {
             id: "COUNT".into(),
             value: OutputValue::Literal(LiteralValue::plain("240")),
         };
-        let r = answer(
+        let r = ready(
             &[stored("OUTPUT"), count],
             &[wanted("OUTPUT", true), wanted("COUNT", false)],
-            "http://e.test",
         );
         let media = r.headers()[header::CONTENT_TYPE]
             .to_str()

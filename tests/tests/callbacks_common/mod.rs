@@ -3,7 +3,7 @@
 //! 127.0.0.1, a callback receiver on loopback, the node's metrics and store, and OGC API
 //! executions through the edge (over `crate::ogcapi`, the OGC API tests' common module).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use wpsmesh_tests::data;
 use wpsmesh_tests::mesh::{Mesh, MeshSpec, feature_count};
 
-use crate::ogcapi::{Answer, execute, get};
+pub use crate::ogcapi::listed;
+use crate::ogcapi::{Answer, execute};
 use wpsmesh_tests::{Service, raw_get};
 
 pub static POINTS: LazyLock<PathBuf> = LazyLock::new(|| {
@@ -229,19 +230,6 @@ pub fn refused_by_edge(a: &Answer, reason: &str) {
     assert_eq!(body["parameter"], "subscriber.successUri", "{body}");
     let detail = body["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("subscriber.successUri"), "{body}");
-}
-
-/// The ids of the jobs `GET /jobs` lists.
-pub async fn listed(m: &Mesh) -> BTreeSet<String> {
-    let a = get(m, &format!("{}/jobs?limit=1000", m.edges[0].uri())).await;
-    let page = a.json();
-    assert_eq!(a.status, 200, "{page}");
-    page["jobs"]
-        .as_array()
-        .unwrap_or_else(|| panic!("jobs: {page}"))
-        .iter()
-        .map(|j| j["jobID"].as_str().expect("jobID").to_owned())
-        .collect()
 }
 
 /// Fails unless the results document `doc` links OUTPUT under the edge to the 240 buffers.

@@ -3,6 +3,7 @@
 //! (execute, follow a job through its Location until a state, problems).
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -40,9 +41,17 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// A mesh of one node and one edge accepting bodies up to [`MAX_BODY`].
 pub async fn mesh() -> (tokio::sync::MutexGuard<'static, ()>, Mesh) {
+    mesh_with(&[]).await
+}
+
+/// [`mesh`] with extra node settings (`("WPSMESH_NODE__MAX_INLINE_BYTES", "1024")`).
+pub async fn mesh_with(node_env: &[(&str, &str)]) -> (tokio::sync::MutexGuard<'static, ()>, Mesh) {
     let turn = ONE_AT_A_TIME.lock().await;
     LazyLock::force(&DATA);
-    let spec = MeshSpec::new(1).env("WPSMESH_EDGE__MAX_BODY_BYTES", &MAX_BODY.to_string());
+    let spec = node_env.iter().fold(
+        MeshSpec::new(1).env("WPSMESH_EDGE__MAX_BODY_BYTES", &MAX_BODY.to_string()),
+        |spec, (k, v)| spec.node_env(k, v),
+    );
     (turn, Mesh::start(spec).await.expect("mesh starts"))
 }
 
@@ -128,6 +137,24 @@ pub async fn follow(m: &Mesh, url: &str, want: &str) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The job ids of a job list page, in its order.
+pub fn job_ids(page: &Value) -> Vec<String> {
+    page["jobs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("jobs: {page}"))
+        .iter()
+        .map(|j| j["jobID"].as_str().expect("jobID").to_owned())
+        .collect()
+}
+
+/// The ids of the jobs `GET /jobs?limit=1000` lists.
+pub async fn listed(m: &Mesh) -> BTreeSet<String> {
+    let a = get(m, &format!("{}/jobs?limit=1000", m.edges[0].uri())).await;
+    let page = a.json();
+    assert_eq!(a.status, 200, "{page}");
+    job_ids(&page).into_iter().collect()
 }
 
 /// The href of the link of `rel` in a document's `links`.
