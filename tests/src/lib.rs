@@ -26,9 +26,16 @@ const PORTS: std::ops::Range<u32> = 20_000..32_000;
 /// never the same twice in this process, starting at a point drawn from the pid and the clock
 /// so test processes running side by side walk different stretches.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive free ports (see [`free_port`]), e.g. for `wpsmesh up`, whose
+/// nodes listen on the port after the first node's.
+pub fn free_ports(n: u16) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let span = PORTS.end - PORTS.start;
+    let n = u32::from(n.max(1));
     if NEXT.load(Ordering::Relaxed) == u32::MAX {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -38,15 +45,19 @@ pub fn free_port() -> u16 {
         let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
     }
     for _ in 0..span {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
-        let Ok(port) = u16::try_from(PORTS.start + offset) else {
+        let first = NEXT.fetch_add(n, Ordering::Relaxed) % span;
+        if first + n > span {
             continue;
-        };
-        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+        }
+        let all_free = (first..first + n).all(|offset| {
+            u16::try_from(PORTS.start + offset)
+                .is_ok_and(|port| TcpListener::bind(("0.0.0.0", port)).is_ok())
+        });
+        if let (true, Ok(port)) = (all_free, u16::try_from(PORTS.start + first)) {
             return port;
         }
     }
-    panic!("no free port in {PORTS:?}")
+    panic!("no {n} free ports in {PORTS:?}")
 }
 
 /// `127.0.0.1:{a free port}`, e.g. for a metrics port of a service under test.
@@ -58,7 +69,8 @@ pub fn free_addr() -> String {
 /// run side by side.
 pub fn up_metrics_env() -> [(&'static str, String); 2] {
     [
-        ("WPSMESH_NODE__METRICS_LISTEN", free_addr()),
+        // Nodes take consecutive metrics ports from this one (three at most in the tests).
+        ("WPSMESH_NODE__METRICS_LISTEN", format!("127.0.0.1:{}", free_ports(3))),
         ("WPSMESH_STORAGE__METRICS_LISTEN", free_addr()),
     ]
 }

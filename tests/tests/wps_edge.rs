@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wpsmesh_tests::{ChildGuard, data, free_port, workspace_binary};
+use wpsmesh_tests::{ChildGuard, data, free_port, free_ports, workspace_binary};
 
 /// The largest request body the meshes here accept (`edge.max_body_bytes`).
 const MAX_BODY: usize = 1024 * 1024;
@@ -37,7 +37,8 @@ impl Ports {
         Self {
             edge: free_port(),
             storage: free_port(),
-            node: free_port(),
+            // `wpsmesh up` puts its nodes on consecutive ports from this one.
+            node: free_ports(3),
         }
     }
 }

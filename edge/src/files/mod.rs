@@ -23,6 +23,7 @@ use wpsmesh_proto::storage::client::{StorageError, Violation};
 use wpsmesh_proto::storage::{ObjectId, ObjectInfo};
 use wpsmesh_proto::text;
 
+pub(crate) use storage::typed;
 pub use storage::{DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Storage};
 
 /// What the file handlers share.

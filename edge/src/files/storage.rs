@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tonic::transport::Channel;
@@ -16,6 +19,8 @@ use wpsmesh_proto::storage::{InvalidMessage, ObjectId, ObjectInfo};
 use wpsmesh_proto::text;
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_runtime::failure::Failure;
+
+use crate::ows::OwsError;
 
 pub use wpsmesh_proto::storage::client::{DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
 
@@ -86,6 +91,41 @@ impl Storage {
         });
         Ok((info, body))
     }
+
+    /// 200 with stored object `id` streamed as storage sends it (a raw output): `media` as its
+    /// Content-Type (storage's own when empty), and its Content-Length.
+    pub(crate) async fn object_response(
+        &self,
+        id: &str,
+        media: &str,
+    ) -> Result<Response, OwsError> {
+        let (info, body) = self
+            .download(id, 0, None)
+            .await
+            .map_err(|s| OwsError::from_storage_status(&s))?;
+        let media = if media.is_empty() {
+            info.content_type.as_str()
+        } else {
+            media
+        };
+        let mut response = typed(media, Body::from_stream(body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(info.length));
+        Ok(response)
+    }
+}
+
+/// 200 with `body` as `media` (`application/octet-stream` when that is empty or no valid
+/// header value).
+pub(crate) fn typed(media: &str, body: impl Into<Body>) -> Response {
+    let mut response = (StatusCode::OK, body.into()).into_response();
+    let media = HeaderValue::from_str(media)
+        .ok()
+        .filter(|_| !media.is_empty())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    response.headers_mut().insert(header::CONTENT_TYPE, media);
+    response
 }
 
 /// The one-line text of an edge's storage call that failed for want of storage, e.g. `file

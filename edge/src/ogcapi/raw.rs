@@ -15,7 +15,7 @@ use wpsmesh_proto::ogcapi::{JSON, output_value};
 use wpsmesh_proto::process::{Output, OutputRequest, OutputValue, StoredFile};
 use wpsmesh_proto::storage::retrieve_url;
 
-use crate::files::Storage;
+use crate::files::{Storage, typed};
 use crate::ows::OwsError;
 
 /// The link relation of an output file.
@@ -48,22 +48,12 @@ pub(super) async fn respond(
     }
 }
 
-/// 200 with a stored file's bytes as they come from storage (the file API's download stream),
-/// its media type and Content-Length.
+/// 200 with a stored file's bytes as they come from storage, its media type and length.
 async fn stream(storage: &Storage, file: &StoredFile) -> Result<Response, OwsError> {
-    let (info, body) = storage
-        .download(file.id.as_str(), 0, None)
-        .await
-        .map_err(|s| OwsError::from_storage_status(&s))?;
-    let media = [file.format.mime_type.as_str(), info.content_type.as_str()]
-        .into_iter()
-        .find(|m| !m.is_empty())
-        .unwrap_or("application/octet-stream");
-    info!(object = %file.id, bytes = info.length, "raw output streamed from storage");
-    let mut response = content(media, Body::from_stream(body));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(info.length));
+    let response = storage
+        .object_response(file.id.as_str(), &file.format.mime_type)
+        .await?;
+    info!(object = %file.id, "raw output streamed from storage");
     Ok(response)
 }
 
@@ -96,7 +86,7 @@ fn answer<'a>(outputs: &'a [Output], wanted: &[OutputRequest], base: &str) -> Ra
         return Raw::Ready(response);
     }
     match parts.as_slice() {
-        [(_, Part::Content(media, bytes), _)] => Raw::Ready(content(media, bytes.clone())),
+        [(_, Part::Content(media, bytes), _)] => Raw::Ready(typed(media, bytes.clone())),
         [(_, Part::Stored(_, _, file), _)] => Raw::Stream(file),
         _ => Raw::Ready(multipart(&parts)),
     }
@@ -128,15 +118,6 @@ fn part<'a>(value: &'a OutputValue, base: &str) -> Part<'a> {
             Bytes::from(output_value(value, base).to_string()),
         ),
     }
-}
-
-/// 200 with `body` as `media`.
-fn content(media: &str, body: impl Into<Body>) -> Response {
-    let mut response = (StatusCode::OK, body.into()).into_response();
-    let media = HeaderValue::from_str(media)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    response.headers_mut().insert(header::CONTENT_TYPE, media);
-    response
 }
 
 /// 200 with a `multipart/related` body: a part per output, named by `Content-ID`.

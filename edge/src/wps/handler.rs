@@ -18,7 +18,7 @@ use super::model::{Execute, ResponseForm, Version, WpsRequest};
 use super::request::{parse_kvp, parse_xml, resolve_bboxes};
 use super::{Service, v1, v2};
 use crate::catalog::Catalog;
-use crate::files::Storage;
+use crate::files::{Storage, typed};
 use crate::jobs::wps1::{job_operation, status_location, submit, v1_document, v1_status};
 use crate::jobs::wps2::status_response;
 use crate::jobs::{self, OwnFiles};
@@ -301,7 +301,10 @@ async fn raw_output(state: &WpsState, outputs: &[Output], id: &str) -> Result<Re
         .ok_or_else(|| OwsError::invalid(id, format!("the process gave no output {id}")))?;
     match &out.value {
         OutputValue::Stored(file) => {
-            stream_object(&state.storage, file.id.as_str(), &file.format.mime_type).await
+            state
+                .storage
+                .object_response(file.id.as_str(), &file.format.mime_type)
+                .await
         }
         OutputValue::Inline(c) => {
             let mime = c
@@ -309,50 +312,20 @@ async fn raw_output(state: &WpsState, outputs: &[Output], id: &str) -> Result<Re
                 .as_ref()
                 .map(|f| f.mime_type.as_str())
                 .unwrap_or("application/octet-stream");
-            Ok(bytes_response(mime, c.data.clone()))
+            Ok(typed(mime, c.data.clone()))
         }
-        OutputValue::Literal(l) => Ok(bytes_response(
+        OutputValue::Literal(l) => Ok(typed(
             "text/plain; charset=utf-8",
             Bytes::from(l.value.clone()),
         )),
         OutputValue::BoundingBox(b) => {
             let text = format!("{:?},{:?},{}", b.lower, b.upper, b.crs);
-            Ok(bytes_response(
-                "text/plain; charset=utf-8",
-                Bytes::from(text),
-            ))
+            Ok(typed("text/plain; charset=utf-8", Bytes::from(text)))
         }
     }
 }
 
 /// Streams a stored object; `mime` wins over the stored content type when given.
-async fn stream_object(storage: &Storage, id: &str, mime: &str) -> Result<Response, OwsError> {
-    let (info, body) = storage
-        .download(id, 0, None)
-        .await
-        .map_err(|s| OwsError::from_storage_status(&s))?;
-    let content_type = if mime.is_empty() {
-        info.content_type.as_str()
-    } else {
-        mime
-    };
-    let mut response = Body::from_stream(body).into_response();
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        headers.insert(header::CONTENT_TYPE, v);
-    }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.length));
-    Ok(response)
-}
-
-fn bytes_response(mime: &str, bytes: Bytes) -> Response {
-    let mut response = bytes.into_response();
-    if let Ok(v) = HeaderValue::from_str(mime) {
-        response.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    response
-}
-
 pub(crate) fn xml_response(status: StatusCode, doc: impl Into<Body>) -> Response {
     let mut response = (status, doc.into()).into_response();
     response.headers_mut().insert(
