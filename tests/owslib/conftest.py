@@ -17,10 +17,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 WORLD_MAP = "/usr/share/qgis/resources/data/world_map.gpkg"
 
 
+_NEXT = [20000 + (os.getpid() * 7919 + time.time_ns()) % 12000]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768-60999), so no outgoing connection's
+    local port can take it before the mesh binds it; never the same twice in this run."""
+    for _ in range(12000):
+        port = 20000 + (_NEXT[0] - 20000) % 12000
+        _NEXT[0] = port + 1
+        if _free(port):
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +94,7 @@ def wait_ready(url, proc, log_path, nodes, timeout=180):
 def _free(port):
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind(("0.0.0.0", port))
             return True
         except OSError:
             return False
