@@ -70,7 +70,10 @@ pub fn free_addr() -> String {
 pub fn up_metrics_env() -> [(&'static str, String); 2] {
     [
         // Nodes take consecutive metrics ports from this one (three at most in the tests).
-        ("WPSMESH_NODE__METRICS_LISTEN", format!("127.0.0.1:{}", free_ports(3))),
+        (
+            "WPSMESH_NODE__METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_ports(3)),
+        ),
         ("WPSMESH_STORAGE__METRICS_LISTEN", free_addr()),
     ]
 }
