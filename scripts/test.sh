@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up what is missing, then runs every check and test: formatting, proto lint, clippy,
-# the Rust test suites (unit, real-backend, end-to-end) and the PyQGIS self-check.
+# Sets up what is missing, then runs every check and test: formatting, proto lint, the deploy/
+# checks, clippy, the Rust test suites (unit, real-backend, end-to-end) and the PyQGIS self-check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,6 +20,8 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build binaries for the end-to-end tests"
 cargo build --workspace --bins --locked
+step "deploy validation (Dockerfile, compose, kubernetes, their config keys; no container engine)"
+WPSMESH_BIN="$CARGO_TARGET_DIR/debug/wpsmesh" bash deploy/validate.sh
 step "tests"
 cargo test --workspace --locked --no-fail-fast
 step "WPS clients against a running mesh (OWSLib)"
