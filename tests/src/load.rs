@@ -17,7 +17,12 @@ pub struct Load {
 
 /// `clients` keep-alive clients GET `url` for `secs`; every answer must be a success.
 pub async fn hammer(url: &str, clients: usize, secs: u64) -> anyhow::Result<Load> {
-    let until = Instant::now() + Duration::from_secs(secs);
+    hammer_for(url, clients, Duration::from_secs(secs)).await
+}
+
+/// [`hammer`] for any `duration`.
+pub async fn hammer_for(url: &str, clients: usize, duration: Duration) -> anyhow::Result<Load> {
+    let until = Instant::now() + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
         let url = url.to_owned();
@@ -43,7 +48,7 @@ pub async fn hammer(url: &str, clients: usize, secs: u64) -> anyhow::Result<Load
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    anyhow::ensure!(!all.is_empty(), "no request finished within {secs} s");
+    anyhow::ensure!(!all.is_empty(), "no request finished within {duration:?}");
     Ok(Load {
         requests_per_sec: all.len() as f64 / elapsed,
         p50: percentile(&all, 0.5),
