@@ -105,8 +105,13 @@ pub fn install(
     let mut layers = vec![logs];
     if let Some(tracer) = tracer {
         layers.push(
+            // Per span, no thread attributes (a name allocated per span, meaningless on a
+            // work-stealing runtime) and no busy/idle times (a clock read on every poll's enter
+            // and exit): they are paid by every span, sampled or not.
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
                 .with_filter(tracing_subscriber::filter::filter_fn(traced))
                 .boxed(),
         );
