@@ -4,6 +4,7 @@
 pub mod consul;
 pub mod formats;
 pub mod load;
+pub mod local_cluster;
 pub mod mesh;
 pub mod otlp;
 pub mod prometheus;
