@@ -5,7 +5,7 @@
 //! (results document) and WPS 1.0.0 KVP, alternating, and their p50 difference.
 //!
 //! Run: `cargo build --release --bins && cargo bench -p wpsmesh-tests --bench ogcapi`
-//! (`WPSMESH_BENCH_SECS=3` for a shorter run).
+//! (`WPSMESH_BENCH_SECS=3` for a shorter run; `WPSMESH_BENCH_RUNS`, default 30 Executes each).
 
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,10 @@ async fn main() -> anyhow::Result<()> {
         Ok(v) => v.parse::<u64>()?,
         Err(_) => 5,
     };
-    let runs = 30;
+    let runs = std::env::var("WPSMESH_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let dir = tempfile::tempdir()?;
     let storage = Launch::storage(dir.path(), "storage")
         .release()
