@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wpsmesh_tests::data;
-use wpsmesh_tests::load::{Load, percentile};
+use wpsmesh_tests::load::Load;
 use wpsmesh_tests::local_cluster::{Cluster, load};
 use wpsmesh_tests::mesh::upload;
 
@@ -33,14 +33,8 @@ async fn demo(cluster: &Cluster, href: &str, secs: u64) -> anyhow::Result<Load> 
             latencies.push(o.ended - o.started);
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort();
     anyhow::ensure!(!latencies.is_empty(), "no Execute finished within {secs} s");
-    Ok(Load {
-        requests_per_sec: latencies.len() as f64 / elapsed,
-        p50: percentile(&latencies, 0.5),
-        p99: percentile(&latencies, 0.99),
-    })
+    Ok(Load::of(latencies, started.elapsed()))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

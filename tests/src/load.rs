@@ -46,12 +46,18 @@ pub async fn hammer_for(url: &str, clients: usize, duration: Duration) -> anyhow
     while let Some(r) = tasks.join_next().await {
         all.extend(r??);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
     anyhow::ensure!(!all.is_empty(), "no request finished within {duration:?}");
-    Ok(Load {
-        requests_per_sec: all.len() as f64 / elapsed,
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
-    })
+    Ok(Load::of(all, started.elapsed()))
+}
+
+impl Load {
+    /// The rate and percentiles of `latencies` (not empty), all finished within `elapsed`.
+    pub fn of(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
+        latencies.sort();
+        Self {
+            requests_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(&latencies, 0.5),
+            p99: percentile(&latencies, 0.99),
+        }
+    }
 }
