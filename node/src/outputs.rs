@@ -5,7 +5,7 @@ use std::path::Path;
 
 use wpsmesh_proto::process::{ComplexValue, LiteralValue, Output, OutputValue, StoredFile};
 use wpsmesh_proto::storage::client::{StorageClient, StorageError, UploadError, Violation};
-use wpsmesh_proto::storage::{ObjectId, ObjectInfo};
+use wpsmesh_proto::storage::{Durability, ObjectId, ObjectInfo};
 
 use crate::dependency::{self, Failure};
 use crate::error::NodeError;
@@ -15,19 +15,23 @@ use crate::pool::{JobOutput, OutputValue as WorkerOutput};
 pub type Storage = StorageClient;
 
 /// Streams a file to storage in chunks of at most 1 MiB, its length declared; returns the
-/// stored object.
+/// stored object. Outputs can be computed again, so storage acknowledges them once committed,
+/// before they reach the disk ([`Durability::Buffered`]): no flush on the request's path.
 pub async fn store_file(
     storage: &Storage,
     path: &Path,
     name: &str,
 ) -> Result<ObjectInfo, NodeError> {
-    storage.upload_file(path, name).await.map_err(|e| match e {
-        UploadError::Source(e) => NodeError::from(e),
-        UploadError::Storage(StorageError::Violation(Violation::NoObject)) => {
-            NodeError::storage(&tonic::Status::internal("storage returned no object"))
-        }
-        UploadError::Storage(e) => NodeError::storage(&e.into()),
-    })
+    storage
+        .upload_file(path, name, Durability::Buffered)
+        .await
+        .map_err(|e| match e {
+            UploadError::Source(e) => NodeError::from(e),
+            UploadError::Storage(StorageError::Violation(Violation::NoObject)) => {
+                NodeError::storage(&tonic::Status::internal("storage returned no object"))
+            }
+            UploadError::Storage(e) => NodeError::storage(&e.into()),
+        })
 }
 
 /// Turns a worker's outputs into results: files stored (or inlined when `inline` names them and

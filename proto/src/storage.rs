@@ -108,6 +108,37 @@ pub struct NewObject {
     pub content_type: String,
     /// Declared length, when the client gave one.
     pub length: Option<u64>,
+    /// What the acknowledged object must survive.
+    pub durability: Durability,
+}
+
+/// What an acknowledged upload survives (the wire enum's meaning, see `storage.proto`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk before the answer: survives a crash of the storage process and of the machine.
+    #[default]
+    Synced,
+    /// Committed before the answer, on disk within the backend's sync interval: survives a
+    /// storage process crash at once, a machine crash after the interval (job outputs).
+    Buffered,
+}
+
+impl From<wire::Durability> for Durability {
+    fn from(d: wire::Durability) -> Self {
+        match d {
+            wire::Durability::Buffered => Self::Buffered,
+            wire::Durability::Unspecified | wire::Durability::Synced => Self::Synced,
+        }
+    }
+}
+
+impl From<Durability> for wire::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Synced => Self::Synced,
+            Durability::Buffered => Self::Buffered,
+        }
+    }
 }
 
 const MAX_NAME: usize = 255;
@@ -144,6 +175,10 @@ impl TryFrom<wire::UploadMetadata> for NewObject {
             format,
             content_type,
             length: m.length,
+            // An unknown value (a newer client) is taken as the safest.
+            durability: wire::Durability::try_from(m.durability)
+                .unwrap_or(wire::Durability::Synced)
+                .into(),
         })
     }
 }
@@ -317,6 +352,27 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn durability_defaults_to_synced() {
+        let with = |durability: i32| {
+            NewObject::try_from(wire::UploadMetadata {
+                name: "out.geojson".into(),
+                durability,
+                ..Default::default()
+            })
+            .expect("valid")
+            .durability
+        };
+        assert_eq!(
+            with(wire::Durability::Buffered as i32),
+            Durability::Buffered
+        );
+        assert_eq!(with(wire::Durability::Synced as i32), Durability::Synced);
+        // Unset, or a value this build does not know: the safe one.
+        assert_eq!(with(0), Durability::Synced);
+        assert_eq!(with(7), Durability::Synced);
     }
 
     #[test]

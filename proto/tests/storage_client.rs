@@ -11,7 +11,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Code, Request, Response, Status, Streaming};
 use wpsmesh_proto::storage::client::{StorageClient, StorageError, UploadError, Violation};
-use wpsmesh_proto::storage::{MAX_CHUNK, ObjectId};
+use wpsmesh_proto::storage::{Durability, MAX_CHUNK, ObjectId};
 use wpsmesh_proto::wire::storage::v1 as wire;
 use wpsmesh_proto::wire::storage::v1::storage_service_server::{
     StorageService, StorageServiceServer,
@@ -385,6 +385,7 @@ async fn uploads_are_rechunked_to_at_most_one_mib() {
     assert!(seen.completed);
     let metadata = seen.metadata.expect("metadata first");
     assert_eq!(metadata.length, None);
+    assert_eq!(metadata.durability(), wire::Durability::Synced);
     assert_eq!(
         seen.chunks,
         [MAX_CHUNK, MAX_CHUNK, all.len() - 2 * MAX_CHUNK]
@@ -400,16 +401,15 @@ async fn files_upload_with_their_length_declared() {
     let all = content();
     std::fs::write(&path, &all).expect("write");
     let info = client
-        .upload_file(&path, "OUTPUT.bin")
+        .upload_file(&path, "OUTPUT.bin", Durability::Buffered)
         .await
         .expect("uploaded");
     assert_eq!(info.length, all.len() as u64);
     let seen = uploads_seen(&uploads, 1).await.remove(0);
     assert!(seen.completed);
-    assert_eq!(
-        seen.metadata.expect("metadata").length,
-        Some(all.len() as u64)
-    );
+    let metadata = seen.metadata.expect("metadata");
+    assert_eq!(metadata.length, Some(all.len() as u64));
+    assert_eq!(metadata.durability(), wire::Durability::Buffered);
     assert_eq!(
         seen.chunks,
         [MAX_CHUNK, MAX_CHUNK, all.len() - 2 * MAX_CHUNK]
@@ -417,7 +417,7 @@ async fn files_upload_with_their_length_declared() {
     assert!(seen.bytes == all, "the file's bytes");
 
     let e = client
-        .upload_file(&dir.path().join("missing"), "x")
+        .upload_file(&dir.path().join("missing"), "x", Durability::Synced)
         .await
         .expect_err("no file");
     assert!(

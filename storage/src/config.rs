@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wpsmesh_discovery::{ConsulConfig, STORAGE_SERVICE};
@@ -57,12 +58,18 @@ impl Default for Config {
 pub struct LocalConfig {
     /// Directory holding the objects; created if missing.
     pub root: PathBuf,
+    /// How soon objects uploaded as `DURABILITY_BUFFERED` (job outputs) reach the disk: they
+    /// are acknowledged once committed and flushed in the background at this interval. Client
+    /// uploads are always flushed before their answer.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
 }
 
 impl Default for LocalConfig {
     fn default() -> Self {
         Self {
             root: PathBuf::from(".data/storage"),
+            sync_interval: Duration::from_secs(1),
         }
     }
 }

@@ -112,3 +112,60 @@ async fn storage_binary_serves_s3_and_stops_on_sigterm() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// The durability promise of the local backend (README, Storage service): a job output
+/// (`Durability::Buffered`) is acknowledged before it reaches the disk yet survives a crash of
+/// the storage process at once, like a synced client upload; the background flush is set to an
+/// hour here, so nothing but the commit before the answer can have kept it.
+#[tokio::test]
+async fn local_objects_survive_a_killed_storage_process() {
+    use wpsmesh_proto::storage::Durability;
+    use wpsmesh_proto::storage::client::StorageClient;
+    use wpsmesh_tests::Launch;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let launch = || {
+        Launch::storage(dir.path(), "storage").env("WPSMESH_STORAGE__LOCAL__SYNC_INTERVAL", "1h")
+    };
+    let mut storage = launch().start().await.expect("storage starts");
+    let port = storage.port();
+    let client =
+        |uri: &str| StorageClient::new(wpsmesh_runtime::grpc::channel(uri).expect("channel"));
+    let c = client(&storage.uri());
+    let mut stored = Vec::new();
+    for (n, durability) in [Durability::Buffered, Durability::Synced]
+        .into_iter()
+        .enumerate()
+    {
+        let bytes: Vec<u8> = content(3 * 1024 * 1024 + n, n as u64).flatten().collect();
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes.clone()))]);
+        let info = c
+            .upload_as("out.bin", None, durability, body)
+            .await
+            .expect("upload");
+        stored.push((durability, info.id, bytes));
+    }
+
+    storage.kill();
+    let storage = launch()
+        .port(port)
+        .start()
+        .await
+        .expect("storage starts again");
+    let c = client(&storage.uri());
+    for (durability, id, bytes) in stored {
+        let (info, mut chunks) = c
+            .download(id, 0, None)
+            .await
+            .unwrap_or_else(|e| panic!("{durability:?} object {id} lost with the process: {e}"));
+        assert_eq!(info.length, bytes.len() as u64, "{durability:?}");
+        let mut got = Vec::new();
+        while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+            got.extend_from_slice(&chunk.expect("download"));
+        }
+        assert!(
+            got == bytes,
+            "{durability:?} object {id} changed across the kill"
+        );
+    }
+}

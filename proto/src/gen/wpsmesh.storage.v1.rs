@@ -33,6 +33,10 @@ pub struct UploadMetadata {
     /// and it is refused at once when larger than the server's limit.
     #[prost(uint64, optional, tag = "4")]
     pub length: ::core::option::Option<u64>,
+    /// When the answer may come: after the object is on disk, or once it is committed to the
+    /// storage process's file system cache (see Durability).
+    #[prost(enumeration = "Durability", tag = "5")]
+    pub durability: i32,
 }
 /// UploadResponse describes the stored object.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -114,6 +118,44 @@ pub struct DeleteRequest {
 /// DeleteResponse is empty: success means the object is gone.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteResponse {}
+/// Durability says what an acknowledged upload survives. S3/MinIO acknowledge only durable
+/// writes, so it matters to the local-directory backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum Durability {
+    /// The same as DURABILITY_SYNCED.
+    Unspecified = 0,
+    /// Data, metadata and directory entries are flushed to disk before the answer: the object
+    /// survives a crash of the storage process and of the machine. For client uploads.
+    Synced = 1,
+    /// Committed (complete, renamed into place) before the answer and flushed to disk in the
+    /// background within the backend's sync interval: it survives a crash of the storage
+    /// process at once and of the machine after that interval; one lost in a machine crash
+    /// reads as missing, never as a partial object. For job outputs, which can be recomputed.
+    Buffered = 2,
+}
+impl Durability {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "DURABILITY_UNSPECIFIED",
+            Self::Synced => "DURABILITY_SYNCED",
+            Self::Buffered => "DURABILITY_BUFFERED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "DURABILITY_UNSPECIFIED" => Some(Self::Unspecified),
+            "DURABILITY_SYNCED" => Some(Self::Synced),
+            "DURABILITY_BUFFERED" => Some(Self::Buffered),
+            _ => None,
+        }
+    }
+}
 /// Generated client implementations.
 pub mod storage_service_client {
     #![allow(

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::client::{
     StorageClient, StorageError, call_span, checked, deadline_missed, ended, traced, within,
 };
-use super::{MAX_CHUNK, ObjectInfo};
+use super::{Durability, MAX_CHUNK, ObjectInfo};
 use crate::wire::storage::v1 as wire;
 use crate::wire::storage::v1::upload_request;
 
@@ -39,10 +39,25 @@ impl StorageClient {
     /// cleanly only after the last byte: when `body` fails (or the returned future is dropped)
     /// the stream ends with an empty message instead, which makes storage abort, so nothing
     /// partial is ever stored. Must be called within a Tokio runtime (the call runs on a task).
+    /// Acknowledged once on disk ([`Durability::Synced`]).
     pub async fn upload<S, E>(
         &self,
         name: &str,
         length: Option<u64>,
+        body: S,
+    ) -> Result<ObjectInfo, UploadError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+    {
+        self.upload_as(name, length, Durability::Synced, body).await
+    }
+
+    /// [`StorageClient::upload`] acknowledged as `durability` says.
+    pub async fn upload_as<S, E>(
+        &self,
+        name: &str,
+        length: Option<u64>,
+        durability: Durability,
         body: S,
     ) -> Result<ObjectInfo, UploadError<E>>
     where
@@ -53,6 +68,7 @@ impl StorageClient {
             part: Some(upload_request::Part::Metadata(wire::UploadMetadata {
                 name: name.to_owned(),
                 length,
+                durability: wire::Durability::from(durability).into(),
                 ..Default::default()
             })),
         };
@@ -93,11 +109,12 @@ impl StorageClient {
     }
 
     /// Uploads the file at `path` as `name`, its length declared: a file that changes length
-    /// while read is refused by storage.
+    /// while read is refused by storage; acknowledged as `durability` says.
     pub async fn upload_file(
         &self,
         path: &Path,
         name: &str,
+        durability: Durability,
     ) -> Result<ObjectInfo, UploadError<std::io::Error>> {
         let mut file = tokio::fs::File::open(path)
             .await
@@ -130,7 +147,7 @@ impl StorageClient {
                 }
             }
         };
-        self.upload(name, Some(length), body).await
+        self.upload_as(name, Some(length), durability, body).await
     }
 }
 

@@ -1,6 +1,8 @@
 //! The local directory backend: each object is a data file plus a JSON metadata file, both
 //! written under temporary names and renamed into place, metadata last, so a half-written
-//! object is never visible.
+//! object is never visible. Synced uploads are flushed before the answer, buffered ones (job
+//! outputs) by the background [`Flusher`]; a read checks the data file's length against the
+//! metadata, so an object a machine crash cut short reads as missing, never as partial.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -12,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 use tracing::{debug, warn};
-use wpsmesh_proto::storage::{ByteRange, NewObject, ObjectId, ObjectInfo};
+use wpsmesh_proto::storage::{ByteRange, Durability, NewObject, ObjectId, ObjectInfo};
 
 use super::ChunkStream;
+use super::flush::{Flusher, sync_dir};
+use crate::config::LocalConfig;
 use crate::error::StorageError;
 
 const READ_CHUNK: usize = 256 * 1024;
@@ -22,6 +26,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Objects under `root/objects/<first two hex>/<id>`, staging under `root/tmp`.
 pub struct Local {
     root: PathBuf,
+    flusher: Flusher,
 }
 
 /// The metadata file's content.
@@ -51,8 +56,10 @@ impl Drop for Staged {
 }
 
 impl Local {
-    /// Opens (creating if needed) the directory and clears staging left by a crash.
-    pub async fn open(root: &Path) -> anyhow::Result<Self> {
+    /// Opens (creating if needed) the directory and clears staging left by a crash; buffered
+    /// objects are flushed every `config.sync_interval`.
+    pub async fn open(config: &LocalConfig) -> anyhow::Result<Self> {
+        let root = &config.root;
         let tmp = root.join("tmp");
         if tmp.exists() {
             tokio::fs::remove_dir_all(&tmp).await?;
@@ -61,6 +68,7 @@ impl Local {
         tokio::fs::create_dir_all(root.join("objects")).await?;
         Ok(Self {
             root: root.to_owned(),
+            flusher: Flusher::start(config.sync_interval),
         })
     }
 
@@ -101,7 +109,10 @@ impl Local {
             length += chunk.len() as u64;
             file.write_all(&chunk).await?;
         }
-        file.sync_data().await?;
+        let synced = meta.durability == Durability::Synced;
+        if synced {
+            file.sync_data().await?;
+        }
         drop(file);
 
         let created_at = SystemTime::now();
@@ -117,17 +128,41 @@ impl Local {
                 .unwrap_or_default(),
         };
         let json = serde_json::to_vec(&record).map_err(|e| StorageError::Backend(e.to_string()))?;
-        tokio::fs::write(&stage_meta, json).await?;
+        let mut file = tokio::fs::File::create(&stage_meta).await?;
+        file.write_all(&json).await?;
+        if synced {
+            file.sync_data().await?;
+        } else {
+            file.flush().await?;
+        }
+        drop(file);
 
         let data_path = self.data_path(id);
-        if let Some(dir) = data_path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
+        let meta_path = self.meta_path(id);
+        let dir = data_path.parent().unwrap_or(&self.root).to_owned();
+        let created = !tokio::fs::try_exists(&dir).await?;
+        if created {
+            tokio::fs::create_dir_all(&dir).await?;
         }
         tokio::fs::rename(&stage_data, &data_path).await?;
         // The metadata file is the commit point: an object without it does not exist.
-        tokio::fs::rename(&stage_meta, self.meta_path(id)).await?;
+        tokio::fs::rename(&stage_meta, &meta_path).await?;
         drop(staged);
-        debug!(%id, length, "object written");
+        if synced {
+            let objects = self.root.join("objects");
+            tokio::task::spawn_blocking(move || {
+                sync_dir(&dir)?;
+                if created { sync_dir(&objects) } else { Ok(()) }
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+        } else {
+            self.flusher.add([data_path, meta_path], &dir);
+            if created {
+                self.flusher.add([], &self.root.join("objects"));
+            }
+        }
+        debug!(%id, length, ?meta.durability, "object written");
         Ok(to_info(id, record))
     }
 
@@ -139,9 +174,40 @@ impl Local {
             }
             Err(e) => return Err(e.into()),
         };
-        let meta: Meta = serde_json::from_slice(&raw)
-            .map_err(|e| StorageError::Backend(format!("corrupt metadata of {id}: {e}")))?;
+        // A machine crash can leave a committed but unflushed object's files empty or short:
+        // such an object is lost, and reads as missing rather than as partial bytes.
+        let lost = |why: String| {
+            warn!(%id, %why, "object lost before it reached the disk");
+            StorageError::NotFound(id)
+        };
+        let meta: Meta =
+            serde_json::from_slice(&raw).map_err(|e| lost(format!("unreadable metadata: {e}")))?;
+        let on_disk = match tokio::fs::metadata(self.data_path(id)).await {
+            Ok(m) => m.len(),
+            // Deleted meanwhile (delete removes the metadata first), or lost.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(id));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if on_disk != meta.length {
+            return Err(lost(format!(
+                "data file has {on_disk} bytes, metadata says {}",
+                meta.length
+            )));
+        }
         Ok(to_info(id, meta))
+    }
+
+    /// Flushes every buffered object written so far (what the background task does on its
+    /// interval); returns how many files and directories it flushed.
+    pub async fn flush(&self) -> Result<usize, StorageError> {
+        Ok(self.flusher.flush().await?)
+    }
+
+    /// Files and directories of buffered objects not flushed yet.
+    pub fn unflushed(&self) -> usize {
+        self.flusher.pending()
     }
 
     pub async fn get(
@@ -193,3 +259,7 @@ fn to_info(id: ObjectId, m: Meta) -> ObjectInfo {
         created_at: SystemTime::UNIX_EPOCH + Duration::from_millis(m.created_at_ms),
     }
 }
+
+#[cfg(test)]
+#[path = "local_tests.rs"]
+mod tests;

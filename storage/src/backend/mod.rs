@@ -1,5 +1,6 @@
 //! The two places files can live: a local directory or an S3 bucket, behind one interface.
 
+mod flush;
 mod local;
 mod s3;
 
@@ -29,7 +30,7 @@ impl Backend {
     /// Builds the backend `config` selects.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         Ok(match config.backend {
-            BackendKind::Local => Self::Local(Arc::new(Local::open(&config.local.root).await?)),
+            BackendKind::Local => Self::Local(Arc::new(Local::open(&config.local).await?)),
             BackendKind::S3 => Self::S3(Arc::new(S3::new(&config.s3)?)),
         })
     }
