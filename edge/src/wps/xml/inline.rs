@@ -6,7 +6,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use wpsmesh_proto::process::{ComplexValue, Format};
 
-use super::{Xml, is_xml_char, mime_ok};
+use super::{Xml, all_xml_chars, is_xml_char, mime_ok};
 
 /// How an inline complex value is written inside its element.
 pub(crate) enum Inline<'a> {
@@ -28,7 +28,7 @@ impl<'a> Inline<'a> {
             .ok()
             .map(|t| t.trim_start_matches('\u{FEFF}'));
         let encoded = || Self::Base64(base64::engine::general_purpose::STANDARD.encode(data));
-        let Some(text) = text.filter(|t| !wants_base64 && t.chars().all(is_xml_char)) else {
+        let Some(text) = text.filter(|t| !wants_base64 && all_xml_chars(t)) else {
             return encoded();
         };
         let xmlish = ["xml", "gml", "kml"].iter().any(|k| mime.contains(k));

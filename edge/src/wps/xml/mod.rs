@@ -104,6 +104,17 @@ impl Xml {
     /// Text in CDATA sections (split around `]]>`), characters XML forbids removed.
     pub(crate) fn cdata(&mut self, text: &str) {
         self.buf.push_str("<![CDATA[");
+        if all_xml_chars(text) {
+            // The common case (a GeoJSON output): whole runs copied, no per-character work.
+            let mut runs = text.split("]]>");
+            self.buf.push_str(runs.next().unwrap_or_default());
+            for run in runs {
+                self.buf.push_str("]]]]><![CDATA[>");
+                self.buf.push_str(run);
+            }
+            self.buf.push_str("]]>");
+            return;
+        }
         for c in text.chars().filter(|&c| is_xml_char(c)) {
             self.buf.push(c);
             if c == '>' && self.buf.ends_with("]]>") {
@@ -170,6 +181,13 @@ impl Tag<'_> {
 /// Characters XML 1.0 allows (`Char` production).
 pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Whether every character of `text` is one XML allows ([`is_xml_char`]), checked on bytes.
+pub(crate) fn all_xml_chars(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r'))
+        && !text.contains(['\u{FFFE}', '\u{FFFF}'])
 }
 
 fn escape_into(buf: &mut String, text: &str, attr: bool) {
@@ -283,6 +301,34 @@ pub(crate) const UNBOUNDED: u32 = u32::MAX;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cdata_splits_its_end_marker_on_both_paths() {
+        let cdata = |text: &str| {
+            let mut x = Xml::new();
+            let declaration = x.finish().len();
+            let mut x = Xml::new();
+            x.cdata(text);
+            x.finish()[declaration..].to_owned()
+        };
+        // Clean text (copied in runs) and text with a forbidden character (filtered per
+        // character): the same sections, `]]>` split so the section never ends early.
+        assert_eq!(
+            cdata("a]]>b]]>"),
+            "<![CDATA[a]]]]><![CDATA[>b]]]]><![CDATA[>]]>"
+        );
+        assert_eq!(
+            cdata("a]]>\u{1}b]]>"),
+            "<![CDATA[a]]]]><![CDATA[>b]]]]><![CDATA[>]]>"
+        );
+        // A marker that appears only once the forbidden character is gone is split too.
+        assert_eq!(cdata("]]\u{1}>"), "<![CDATA[]]]]><![CDATA[>]]>");
+        assert!(all_xml_chars("{\"é\": \"\u{10000}\"}\t\n"));
+        for bad in ["\u{0}", "x\u{1f}", "\u{FFFE}", "\u{FFFF}"] {
+            assert!(!all_xml_chars(bad), "{bad:?}");
+            assert_eq!(all_xml_chars(bad), bad.chars().all(is_xml_char));
+        }
+    }
 
     #[test]
     fn escaping_drops_characters_xml_forbids() {
