@@ -14,7 +14,7 @@ use wpsmesh_proto::process::{ExecuteRequest, JobState, JobStatus, Output};
 use crate::error::NodeError;
 use crate::execute::Executor;
 use crate::jobs::{Live, Running};
-use crate::outputs;
+use crate::outputs::{self, Published};
 
 /// Progress reaches the store at most this often (the lease is renewed at least every third).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -82,7 +82,8 @@ impl Runner {
         job: &Arc<Live>,
         lease: Option<&Lease>,
         request: ExecuteRequest,
-    ) -> Result<Vec<Output>, NodeError> {
+        stream: Option<String>,
+    ) -> Result<Published, NodeError> {
         let heartbeat = CancellationToken::new();
         let beats = lease.map(|lease| {
             tokio::spawn(
@@ -94,9 +95,9 @@ impl Runner {
         let callbacks = self
             .callbacks
             .follow(job, attempt, request.subscriber.as_ref());
-        let result = self.executor.run(job, request).await;
+        let result = self.executor.run(job, request, stream).await;
         if let Some(hook) = callbacks {
-            hook.ran(&result);
+            hook.ran(&result.as_ref().map(|p| p.outputs.clone()));
         }
         heartbeat.cancel();
         if let Some(beats) = beats {

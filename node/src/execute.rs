@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tracing::field::Empty;
 use tracing::{Instrument, info};
 use wpsmesh_proto::media::extension_for;
-use wpsmesh_proto::process::{self as domain, ExecuteRequest, InputValue, Output, Source};
+use wpsmesh_proto::process::{self as domain, ExecuteRequest, InputValue, Source};
 use wpsmesh_proto::wire::process::v1::{self as wire, input_description};
 use wpsmesh_telemetry::propagate::{self, KeyValue};
 
@@ -18,7 +18,7 @@ use crate::catalog::Catalog;
 use crate::error::NodeError;
 use crate::fetch::{Claim, Fetcher, settle_format};
 use crate::jobs::Live;
-use crate::outputs::{self, Storage};
+use crate::outputs::{self, Delivery, Published, Storage};
 use crate::pool::{
     Format, InputValue as WorkerValue, JobEvent, OutputRequest, Pool, PoolError, RunJob, RunTimes,
 };
@@ -137,8 +137,13 @@ fn takes_vector_layers(d: &wire::InputDescription) -> bool {
 
 impl Executor {
     /// Runs a request checked on receipt for `job`, feeding its status and log; returns the
-    /// outputs.
-    pub async fn run(&self, job: &Live, req: ExecuteRequest) -> Result<Vec<Output>, NodeError> {
+    /// outputs, and the file output named by `stream` opened for streaming.
+    pub async fn run(
+        &self,
+        job: &Live,
+        req: ExecuteRequest,
+        stream: Option<String>,
+    ) -> Result<Published, NodeError> {
         let desc = self
             .catalog
             .get(&req.process_id)
@@ -170,10 +175,14 @@ impl Executor {
                 run = run.input(&i.id, value);
             }
         }
-        let mut inline = Vec::new();
+        let mut delivery = Delivery {
+            max_inline: self.max_inline_bytes,
+            stream,
+            ..Delivery::default()
+        };
         for o in &req.outputs {
             if !o.as_reference {
-                inline.push(o.id.clone());
+                delivery.inline.push(o.id.clone());
             }
             run.outputs.push(OutputRequest {
                 id: o.id.clone(),
@@ -216,14 +225,9 @@ impl Executor {
         }
         info!(job = %job.id, worker = outcome.worker_pid, elapsed = ?outcome.elapsed, "job ran");
         let span = tracing::info_span!("output publish", outputs = outcome.outputs.len());
-        let published = outputs::publish(
-            &self.storage,
-            outcome.outputs,
-            &inline,
-            self.max_inline_bytes,
-        )
-        .instrument(span.clone())
-        .await;
+        let published = outputs::publish(&self.storage, outcome.outputs, &delivery)
+            .instrument(span.clone())
+            .await;
         if let Err(e) = &published {
             propagate::fail(&span, e.to_string());
         }

@@ -20,6 +20,7 @@ pub mod outputs;
 pub mod pool;
 pub mod scheduler;
 pub mod service;
+pub mod stream;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use wpsmesh_proto::process::{ComplexValue, LiteralValue, Output, OutputValue, StoredFile};
+use wpsmesh_proto::process::{ComplexValue, Format, LiteralValue, Output, OutputValue, StoredFile};
 use wpsmesh_proto::storage::client::{StorageClient, StorageError, UploadError, Violation};
 use wpsmesh_proto::storage::{Durability, ObjectId, ObjectInfo};
 
@@ -34,21 +34,61 @@ pub async fn store_file(
         })
 }
 
-/// Turns a worker's outputs into results: files stored (or inlined when `inline` names them and
-/// they are at most `max_inline` bytes), literals as they are.
+/// A job's results: the published outputs, and the one file output to stream, when asked.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub outputs: Vec<Output>,
+    pub streamed: Option<Streamed>,
+}
+
+/// A file output handed to its client as a stream: opened before the job's directory goes
+/// (an open file outlives its name), neither stored nor read into memory.
+#[derive(Debug)]
+pub struct Streamed {
+    pub id: String,
+    pub format: Format,
+    pub size: u64,
+    pub file: tokio::fs::File,
+}
+
+/// How the outputs of a run are to be returned.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    /// Outputs asked for inline (stored instead when over `max_inline` bytes).
+    pub inline: Vec<String>,
+    pub max_inline: u64,
+    /// The output to stream (a file output is opened, not stored).
+    pub stream: Option<String>,
+}
+
+/// Turns a worker's outputs into results: the streamed output opened, files stored (or
+/// inlined when asked and at most `max_inline` bytes), literals as they are.
 pub async fn publish(
     storage: &Storage,
     outputs: Vec<JobOutput>,
-    inline: &[String],
-    max_inline: u64,
-) -> Result<Vec<Output>, NodeError> {
-    let mut published = Vec::with_capacity(outputs.len());
+    delivery: &Delivery,
+) -> Result<Published, NodeError> {
+    let mut published = Published {
+        outputs: Vec::with_capacity(outputs.len()),
+        streamed: None,
+    };
     for out in outputs {
         let value = match out.value {
             WorkerOutput::Literal(text) => OutputValue::Literal(LiteralValue::plain(text)),
+            WorkerOutput::File { path, format } if delivery.stream.as_ref() == Some(&out.id) => {
+                let file = tokio::fs::File::open(&path).await?;
+                let size = file.metadata().await?.len();
+                published.streamed = Some(Streamed {
+                    id: out.id,
+                    format,
+                    size,
+                    file,
+                });
+                continue;
+            }
             WorkerOutput::File { path, format } => {
                 let size = tokio::fs::metadata(&path).await?.len();
-                if inline.contains(&out.id) && size <= max_inline {
+                if delivery.inline.contains(&out.id) && size <= delivery.max_inline {
                     OutputValue::Inline(ComplexValue {
                         format: Some(format),
                         data: tokio::fs::read(&path).await?.into(),
@@ -67,7 +107,7 @@ pub async fn publish(
                 }
             }
         };
-        published.push(Output { id: out.id, value });
+        published.outputs.push(Output { id: out.id, value });
     }
     Ok(published)
 }

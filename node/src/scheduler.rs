@@ -114,7 +114,10 @@ impl Scheduler {
         r.metrics.job_claimed(&status);
         let job = r.running.begin(status);
         info!(job = %job.id, attempt = lease.attempt, process = %request.process_id, "job claimed");
-        let result = r.run(&job, Some(&lease), request).await;
+        let result = r
+            .run(&job, Some(&lease), request, None)
+            .await
+            .map(|p| p.outputs);
         let handed_back = match &result {
             Err(_) if self.stop.is_cancelled() && !job.cancel.is_cancelled() => {
                 Some(format!("queued again: node {} is shutting down", r.node))

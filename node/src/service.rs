@@ -15,12 +15,14 @@ use wpsmesh_jobstore::{JobRecord, JobStore, NewJob, Outcome, StoreError};
 use wpsmesh_proto::process::{
     ExecuteRequest, JobId, JobState, JobStatus, ListJobs, outputs_to_wire,
 };
+use wpsmesh_proto::text::shown;
 use wpsmesh_proto::wire::process::v1::{self as wire, process_service_server};
 
 use crate::attempt::{Runner, ended, settle};
 use crate::error::NodeError;
 use crate::execute::check;
-use crate::outputs;
+use crate::outputs::{self, Streamed};
+use crate::stream;
 
 /// Serves `wpsmesh.process.v1.ProcessService`.
 #[derive(Clone)]
@@ -48,7 +50,11 @@ impl ProcessService {
     /// Runs a checked request here to its end, as a job recorded in the store from its start
     /// (so any node answers for it and a dismissal anywhere cancels it). With the store away the
     /// job runs untracked: the caller still gets its answer.
-    async fn run_sync(&self, request: ExecuteRequest) -> Result<wire::ExecuteResponse, Status> {
+    async fn run_sync(
+        &self,
+        request: ExecuteRequest,
+        stream: Option<String>,
+    ) -> Result<(wire::ExecuteResponse, Option<Streamed>), Status> {
         let r = &self.runner;
         let id = JobId::random();
         let process = request.process_id.clone();
@@ -67,7 +73,10 @@ impl ProcessService {
         info!(job = %id, process = %process, "execute");
         // The client going away cancels the job.
         let guard = job.cancel.clone().drop_guard();
-        let result = r.run(&job, lease.as_ref(), request).await;
+        let (result, streamed) = match r.run(&job, lease.as_ref(), request, stream).await {
+            Ok(published) => (Ok(published.outputs), published.streamed),
+            Err(e) => (Err(e), None),
+        };
         guard.disarm();
         if let Err(e) = &result {
             warn!(job = %id, error = %e, "job failed");
@@ -88,11 +97,12 @@ impl ProcessService {
             // Dismissed (or fenced out) meanwhile: its outputs are deleted already.
             return Err(NodeError::JobDismissed(id.to_string()).into());
         }
-        Ok(wire::ExecuteResponse {
+        let response = wire::ExecuteResponse {
             job: Some(status.into()),
             outputs: outputs_to_wire(outputs),
             log,
-        })
+        };
+        Ok((response, streamed))
     }
 }
 
@@ -171,7 +181,33 @@ impl process_service_server::ProcessService for ProcessService {
         w: Request<wire::ExecuteRequest>,
     ) -> Result<Response<wire::ExecuteResponse>, Status> {
         let request = request(&self.runner, w.into_inner()).await?;
-        self.run_sync(request).await.map(Response::new)
+        let (response, _) = self.run_sync(request, None).await?;
+        Ok(Response::new(response))
+    }
+
+    type ExecuteStreamedStream = stream::Answer;
+
+    async fn execute_streamed(
+        &self,
+        w: Request<wire::ExecuteStreamedRequest>,
+    ) -> Result<Response<Self::ExecuteStreamedStream>, Status> {
+        let w = w.into_inner();
+        let execute = w
+            .execute
+            .ok_or_else(|| NodeError::invalid("execute", "missing execute request"))?;
+        let request = request(&self.runner, execute).await?;
+        if !request.outputs.iter().any(|o| o.id == w.output) {
+            return Err(NodeError::invalid(
+                "output",
+                format!(
+                    "the output to stream, {}, is not among the requested outputs",
+                    shown(&w.output)
+                ),
+            )
+            .into());
+        }
+        let (response, streamed) = self.run_sync(request, Some(w.output)).await?;
+        Ok(Response::new(stream::answer(response, streamed)))
     }
 
     async fn submit(

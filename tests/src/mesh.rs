@@ -336,6 +336,17 @@ pub fn buffer_job(href: &str) -> Value {
     })
 }
 
+/// WPS 1.0.0 KVP GET Execute of native:buffer (DISTANCE `distance`) on the GeoJSON at `href`,
+/// through the edge at `edge`; `form` is the response form, e.g. `RawDataOutput=OUTPUT` or
+/// `ResponseDocument=OUTPUT@asReference=true`.
+pub fn buffer_kvp(edge: &str, href: &str, distance: f64, form: &str) -> String {
+    format!(
+        "{edge}/api/wps?service=WPS&request=Execute&version=1.0.0&identifier=native:buffer\
+         &DataInputs=INPUT=@xlink:href={href}@mimeType=application/geo%2Bjson;DISTANCE={distance}\
+         &{form}"
+    )
+}
+
 /// Uploads `path` through the file API of the edge at `edge`; the object's retrieve href.
 pub async fn upload(http: &reqwest::Client, edge: &str, path: &Path) -> String {
     let name = path

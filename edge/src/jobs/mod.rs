@@ -9,6 +9,7 @@
 pub mod api;
 mod api_request;
 mod own_files;
+mod raw;
 pub mod wps1;
 pub mod wps2;
 
@@ -26,6 +27,7 @@ use wpsmesh_proto::wire::process::v1 as wire;
 
 pub use api_request::parse_request;
 pub use own_files::OwnFiles;
+pub use raw::RawOutput;
 
 use crate::nodes::Nodes;
 use crate::ows::{OwsCode, OwsError};
@@ -66,6 +68,24 @@ pub async fn execute(
     files.resolve(&mut request)?;
     let answer = nodes.execute(request.into()).await?;
     JobResult::from_wire(answer.job, answer.outputs, answer.log).map_err(bad_answer("Execute"))
+}
+
+/// [`execute`] with the file output `output` streamed from the node as it is read (a raw
+/// output: never stored); `None` when the process gave no file for it (a literal, a bounding
+/// box: in the result).
+pub async fn execute_raw(
+    nodes: &Nodes,
+    files: &OwnFiles,
+    mut request: ExecuteRequest,
+    output: &str,
+) -> Result<(JobResult, Option<RawOutput>), OwsError> {
+    files.resolve(&mut request)?;
+    let (answer, streamed) = nodes
+        .execute_streamed(request.into(), output.to_owned())
+        .await?;
+    let result = JobResult::from_wire(answer.job, answer.outputs, answer.log)
+        .map_err(bad_answer("ExecuteStreamed"))?;
+    Ok((result, streamed.map(RawOutput::from)))
 }
 
 /// Queues `request` on one balanced node; the accepted job's status.

@@ -27,11 +27,17 @@ use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::debug;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
-use wpsmesh_proto::wire::process::v1::{ExecuteRequest, ExecuteResponse};
+use wpsmesh_proto::wire::process::v1::{
+    ExecuteRequest, ExecuteResponse, ExecuteStreamedRequest, ExecuteStreamedResponse,
+    StreamedOutput, execute_streamed_response,
+};
 
 use attempt::attempt;
 
 use crate::ows::OwsError;
+
+/// A streamed output: its description, and the rest of the node's answer (its bytes).
+pub type Streamed = (StreamedOutput, tonic::Streaming<ExecuteStreamedResponse>);
 
 pub use channel::{NodeChannel, NodeStats};
 pub use config::DiscoveryConfig;
@@ -141,13 +147,48 @@ impl Nodes {
     /// A synchronous Execute on one balanced node, never retried, waited for as long as its
     /// timeout (the request's, at most `execute_timeout`) plus `execute_margin`.
     pub async fn execute(&self, request: ExecuteRequest) -> Result<ExecuteResponse, OwsError> {
+        let deadline = self.execute_deadline(&request);
+        self.once(deadline, |mut c| async move { c.execute(request).await })
+            .await
+    }
+
+    /// [`Nodes::execute`] with the file output `output` streamed: the result, and (unless the
+    /// output is no file) its description and the rest of the answer, its bytes as the node
+    /// reads them. The deadline covers the run and the result, not the bytes.
+    pub async fn execute_streamed(
+        &self,
+        request: ExecuteRequest,
+        output: String,
+    ) -> Result<(ExecuteResponse, Option<Streamed>), OwsError> {
+        let deadline = self.execute_deadline(&request);
+        let request = ExecuteStreamedRequest {
+            execute: Some(request),
+            output,
+        };
+        self.once(deadline, |mut c| async move {
+            let mut answer = c.execute_streamed(request).await?.into_inner();
+            let Some(execute_streamed_response::Part::Result(result)) =
+                answer.message().await?.and_then(|m| m.part)
+            else {
+                return Err(tonic::Status::internal(
+                    "invalid ExecuteStreamed answer from a node: no result first",
+                ));
+            };
+            let response = result.response.unwrap_or_default();
+            let streamed = result.streamed.map(|s| (s, answer));
+            Ok(tonic::Response::new((response, streamed)))
+        })
+        .await
+    }
+
+    /// How long an Execute may take: its timeout (the request's, at most `execute_timeout`)
+    /// plus `execute_margin`.
+    fn execute_deadline(&self, request: &ExecuteRequest) -> Duration {
         let timeout = request
             .timeout
             .and_then(|t| Duration::try_from(t).ok())
             .map_or(self.deadlines.execute, |t| t.min(self.deadlines.execute));
-        let deadline = timeout + self.deadlines.margin;
-        self.once(deadline, |mut c| async move { c.execute(request).await })
-            .await
+        timeout + self.deadlines.margin
     }
 
     /// One short call on a balanced node, never retried: for Submit and Dismiss. A gRPC

@@ -119,10 +119,20 @@ async fn run(
             .collect();
     }
     let wanted = request.outputs.clone();
+    // One output by value, raw: the output itself, streamed from the node (never stored).
+    let stream = match (response, wanted.as_slice()) {
+        (ResponseKind::Raw, [one]) if !one.as_reference => Some(one.id.clone()),
+        _ => None,
+    };
     let started = Instant::now();
-    let result = jobs::execute(&state.nodes, &state.files, request).await;
+    let result = match &stream {
+        Some(output) => jobs::execute_raw(&state.nodes, &state.files, request, output).await,
+        None => jobs::execute(&state.nodes, &state.files, request)
+            .await
+            .map(|result| (result, None)),
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    let result = result.inspect_err(|e| {
+    let (result, streamed) = result.inspect_err(|e| {
         info!(process = %process_id, elapsed_ms, code = e.code.as_str(), error = %e.text, "ogc execution failed");
     })?;
     let job = &result.status;
@@ -141,9 +151,12 @@ async fn run(
             results(&result.outputs, &state.public_url).to_string(),
         )
             .into_response(),
-        ResponseKind::Raw => {
-            raw::respond(&result.outputs, &wanted, &state.public_url, &state.storage).await?
-        }
+        ResponseKind::Raw => match streamed {
+            Some(raw) => raw.into_response(),
+            None => {
+                raw::respond(&result.outputs, &wanted, &state.public_url, &state.storage).await?
+            }
+        },
     })
 }
 

@@ -245,6 +245,30 @@ impl ProcessService for Fake {
         }))
     }
 
+    type ExecuteStreamedStream =
+        Pin<Box<dyn Stream<Item = Result<ExecuteStreamedResponse, Status>> + Send + 'static>>;
+
+    /// Answers as Execute does, streaming nothing: the output stays a stored reference.
+    async fn execute_streamed(
+        &self,
+        request: tonic::Request<ExecuteStreamedRequest>,
+    ) -> Result<Response<Self::ExecuteStreamedStream>, Status> {
+        let execute = request.into_inner().execute.unwrap_or_default();
+        let response = self
+            .execute(tonic::Request::new(execute))
+            .await?
+            .into_inner();
+        let head = ExecuteStreamedResponse {
+            part: Some(execute_streamed_response::Part::Result(
+                ExecuteStreamedResult {
+                    response: Some(response),
+                    streamed: None,
+                },
+            )),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(head)]))))
+    }
+
     async fn submit(
         &self,
         request: tonic::Request<SubmitRequest>,

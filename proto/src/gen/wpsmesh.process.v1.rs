@@ -330,6 +330,50 @@ pub struct ExecuteResponse {
     #[prost(string, repeated, tag = "3")]
     pub log: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
+/// ExecuteStreamedRequest names the output to stream; it must be one `execute` asks for.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ExecuteStreamedRequest {
+    #[prost(message, optional, tag = "1")]
+    pub execute: ::core::option::Option<ExecuteRequest>,
+    #[prost(string, tag = "2")]
+    pub output: ::prost::alloc::string::String,
+}
+/// ExecuteStreamedResponse is one message of an ExecuteStreamed answer: `result` once, first,
+/// then `chunk`s of the streamed output (none when the process gave a literal for it).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ExecuteStreamedResponse {
+    #[prost(oneof = "execute_streamed_response::Part", tags = "1, 2")]
+    pub part: ::core::option::Option<execute_streamed_response::Part>,
+}
+/// Nested message and enum types in `ExecuteStreamedResponse`.
+pub mod execute_streamed_response {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Part {
+        #[prost(message, tag = "1")]
+        Result(super::ExecuteStreamedResult),
+        #[prost(bytes, tag = "2")]
+        Chunk(::prost::bytes::Bytes),
+    }
+}
+/// ExecuteStreamedResult is the finished job's answer and the streamed output's description.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ExecuteStreamedResult {
+    #[prost(message, optional, tag = "1")]
+    pub response: ::core::option::Option<ExecuteResponse>,
+    /// Unset when the output is not a file (a literal or bounding box is in `response`).
+    #[prost(message, optional, tag = "2")]
+    pub streamed: ::core::option::Option<StreamedOutput>,
+}
+/// StreamedOutput describes the file output whose bytes follow.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StreamedOutput {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub format: ::core::option::Option<Format>,
+    #[prost(uint64, tag = "3")]
+    pub size: u64,
+}
 /// SubmitRequest queues an execution.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SubmitRequest {
@@ -752,6 +796,39 @@ pub mod process_service_client {
                 .insert(GrpcMethod::new("wpsmesh.process.v1.ProcessService", "Execute"));
             self.inner.unary(req, path, codec).await
         }
+        /// ExecuteStreamed runs like Execute, but one file output is neither stored nor inlined: the
+        /// answer is the result first (that output left out of its outputs and described in
+        /// `streamed`), then the output's bytes in chunks of at most 1 MiB, read from the worker's
+        /// file as they are sent. For raw outputs (WPS RawDataOutput, OGC API response=raw).
+        pub async fn execute_streamed(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ExecuteStreamedRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::ExecuteStreamedResponse>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/wpsmesh.process.v1.ProcessService/ExecuteStreamed",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "wpsmesh.process.v1.ProcessService",
+                        "ExecuteStreamed",
+                    ),
+                );
+            self.inner.server_streaming(req, path, codec).await
+        }
         /// Submit queues a process for asynchronous execution and answers at once.
         pub async fn submit(
             &mut self,
@@ -944,6 +1021,23 @@ pub mod process_service_server {
             &self,
             request: tonic::Request<super::ExecuteRequest>,
         ) -> std::result::Result<tonic::Response<super::ExecuteResponse>, tonic::Status>;
+        /// Server streaming response type for the ExecuteStreamed method.
+        type ExecuteStreamedStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::ExecuteStreamedResponse, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// ExecuteStreamed runs like Execute, but one file output is neither stored nor inlined: the
+        /// answer is the result first (that output left out of its outputs and described in
+        /// `streamed`), then the output's bytes in chunks of at most 1 MiB, read from the worker's
+        /// file as they are sent. For raw outputs (WPS RawDataOutput, OGC API response=raw).
+        async fn execute_streamed(
+            &self,
+            request: tonic::Request<super::ExecuteStreamedRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::ExecuteStreamedStream>,
+            tonic::Status,
+        >;
         /// Submit queues a process for asynchronous execution and answers at once.
         async fn submit(
             &self,
@@ -1202,6 +1296,54 @@ pub mod process_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/wpsmesh.process.v1.ProcessService/ExecuteStreamed" => {
+                    #[allow(non_camel_case_types)]
+                    struct ExecuteStreamedSvc<T: ProcessService>(pub Arc<T>);
+                    impl<
+                        T: ProcessService,
+                    > tonic::server::ServerStreamingService<
+                        super::ExecuteStreamedRequest,
+                    > for ExecuteStreamedSvc<T> {
+                        type Response = super::ExecuteStreamedResponse;
+                        type ResponseStream = T::ExecuteStreamedStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ExecuteStreamedRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ProcessService>::execute_streamed(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ExecuteStreamedSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
