@@ -87,7 +87,8 @@ pub async fn publish(
                 continue;
             }
             WorkerOutput::File { path, format } => {
-                let size = tokio::fs::metadata(&path).await?.len();
+                // A stat of the job's own file: in place, like the job folder's entries.
+                let size = std::fs::metadata(&path)?.len();
                 if delivery.inline.contains(&out.id) && size <= delivery.max_inline {
                     OutputValue::Inline(ComplexValue {
                         format: Some(format),

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncReadExt;
+use std::io::Read;
 use wpsmesh_proto::media::{self, SNIFF_LEN, Sniffed};
 use wpsmesh_proto::text;
 
@@ -65,12 +65,12 @@ pub async fn settle(
 ) -> Result<PathBuf, FetchError> {
     let io_err = |e| FetchError::io(input_id, "reading the input file failed", e);
     let mut head = Vec::with_capacity(SNIFF_LEN);
-    tokio::fs::File::open(path)
-        .await
+    // The first few KiB of a file this node just wrote (in the page cache): read in place,
+    // cheaper than a hop to the blocking pool and its wait for a time slice under load.
+    std::fs::File::open(path)
         .map_err(io_err)?
         .take(SNIFF_LEN as u64)
         .read_to_end(&mut head)
-        .await
         .map_err(io_err)?;
     let content = media::sniff(&head);
     if let (Some(claim), Some(content)) = (claim, content)
