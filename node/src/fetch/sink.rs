@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use tokio::fs::{File, OpenOptions};
+use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 
 /// Why a write to a [`Sink`] failed.
@@ -26,11 +26,14 @@ pub(crate) struct Sink {
 impl Sink {
     /// Creates `path`, which must not exist yet (no clobbering, no following a planted link).
     pub(crate) async fn create(path: PathBuf, limit: u64) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await?;
+        // Made in place (a directory entry in the job's folder, microseconds); the writes go
+        // through the blocking pool, as they may wait on the disk.
+        let file = File::from_std(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?,
+        );
         Ok(Self {
             path,
             file: Some(file),
