@@ -1,5 +1,6 @@
-//! Process summaries, descriptions and rendered capabilities, cached at the edge and dropped
-//! whenever the set of healthy nodes changes.
+//! Process summaries, descriptions and the rendered WPS documents (capabilities, process
+//! descriptions) with their gzip and br forms, cached at the edge and dropped whenever the
+//! set of healthy nodes changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +11,7 @@ use wpsmesh_proto::wire::process::v1::{
     self as wire, DescribeProcessRequest, ListProcessesRequest,
 };
 
+use crate::encoding::{Document, Slot, once};
 use crate::nodes::Nodes;
 use crate::ows::{OwsCode, OwsError};
 use crate::wps::model::Version;
@@ -25,8 +27,17 @@ struct Cached {
     generation: u64,
     summaries: Option<Arc<Vec<wire::ProcessSummary>>>,
     descriptions: HashMap<String, Arc<wire::ProcessDescription>>,
-    capabilities: HashMap<&'static str, Bytes>,
+    capabilities: HashMap<&'static str, Slot>,
+    /// Rendered DescribeProcess documents of one identifier (or `ALL`) by version and
+    /// identifier, at most [`MAX_DESCRIBE_DOCUMENTS`].
+    described: HashMap<String, Slot>,
 }
+
+/// DescribeProcess documents kept per generation (one per version and process, and `ALL`);
+/// others are rendered for each request.
+pub const MAX_DESCRIBE_DOCUMENTS: usize = 4096;
+/// Longest key (version and identifier) whose document is kept.
+const MAX_KEY: usize = 2048;
 
 impl Catalog {
     pub fn new(nodes: &Nodes) -> Self {
@@ -100,21 +111,75 @@ impl Catalog {
         Ok(description)
     }
 
-    /// A rendered capabilities document of `version`, rendered once per node-set generation.
+    /// The capabilities document of `version` as `content_type`, rendered and compressed
+    /// once per node-set generation.
     pub async fn capabilities(
         &self,
         nodes: &Nodes,
         version: Version,
+        content_type: &'static str,
         render: impl FnOnce(&[wire::ProcessSummary]) -> String,
-    ) -> Result<Bytes, OwsError> {
-        if let Some(doc) = self.current().capabilities.get(version.as_str()).cloned() {
-            return Ok(doc);
-        }
-        let summaries = self.summaries(nodes).await?;
-        let doc = Bytes::from(render(&summaries));
-        self.current()
+    ) -> Result<Arc<Document>, OwsError> {
+        let slot = self
+            .current()
             .capabilities
-            .insert(version.as_str(), doc.clone());
-        Ok(doc)
+            .entry(version.as_str())
+            .or_default()
+            .clone();
+        once(&slot, content_type, async {
+            let summaries = self.summaries(nodes).await?;
+            Ok(Bytes::from(render(&summaries)))
+        })
+        .await
     }
+
+    /// The DescribeProcess document `key` (its version and identifier) as `content_type`,
+    /// rendered by `render` and compressed once per generation. Only documents of one
+    /// identifier (or `ALL`) are kept, at most [`MAX_DESCRIBE_DOCUMENTS`]: a `key` of `None`
+    /// (a list of several), or one past the limit, is rendered for this request alone
+    /// ([`Described::Once`], compressed per response).
+    pub async fn described<F>(
+        &self,
+        key: Option<String>,
+        content_type: &'static str,
+        render: F,
+    ) -> Result<Described, OwsError>
+    where
+        F: Future<Output = Result<String, OwsError>>,
+    {
+        let slot = key.as_ref().and_then(|key| {
+            let mut cached = self.current();
+            let full = cached.described.len() >= MAX_DESCRIBE_DOCUMENTS || key.len() > MAX_KEY;
+            match cached.described.get(key) {
+                Some(slot) => Some(slot.clone()),
+                None if full => None,
+                None => Some(cached.described.entry(key.clone()).or_default().clone()),
+            }
+        });
+        let (Some(slot), Some(key)) = (slot, key) else {
+            return Ok(Described::Once(Bytes::from(render.await?)));
+        };
+        match once(&slot, content_type, async { render.await.map(Bytes::from) }).await {
+            Ok(doc) => Ok(Described::Kept(doc)),
+            Err(e) => {
+                // A refused request (an unknown process) keeps no place in the cache.
+                let mut cached = self.current();
+                if cached
+                    .described
+                    .get(&key)
+                    .is_some_and(|s| Arc::ptr_eq(s, &slot))
+                {
+                    cached.described.remove(&key);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A DescribeProcess document: kept with its compressed forms, or rendered for one request.
+#[derive(Debug)]
+pub enum Described {
+    Kept(Arc<Document>),
+    Once(Bytes),
 }

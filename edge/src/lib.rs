@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod encoding;
 pub mod files;
 pub mod jobs;
 mod listener;
@@ -84,6 +85,9 @@ fn build(config: &Config, nodes: nodes::Nodes, storage: Channel) -> (Router, Rea
             "/metrics",
             get(metrics::handler).with_state(metrics.clone()),
         )
+        // gzip/br by Accept-Encoding: cached documents from their precomputed forms, other
+        // XML and JSON answers per response; files and raw outputs never.
+        .layer(axum::middleware::from_fn(encoding::compress))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,

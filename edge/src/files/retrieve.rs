@@ -12,6 +12,7 @@ use wpsmesh_proto::storage::client::{StorageError, Violation};
 
 use super::range::RangeSpec;
 use super::{FileError, Shared, parse_id, path_param};
+use crate::encoding::Identity;
 
 pub(super) async fn retrieve(
     State(state): Shared,
@@ -67,7 +68,8 @@ pub(super) async fn retrieve(
             response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
     }
-    Ok(response)
+    // The file's own bytes: never compressed, so ranges and lengths stay the file's.
+    Ok(Identity::mark(response))
 }
 
 fn missing_metadata() -> FileError {

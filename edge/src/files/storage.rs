@@ -20,6 +20,7 @@ use wpsmesh_proto::text;
 use wpsmesh_proto::wire::storage::v1::storage_service_client::StorageServiceClient;
 use wpsmesh_runtime::failure::Failure;
 
+use crate::encoding::Identity;
 use crate::ows::OwsError;
 
 pub use wpsmesh_proto::storage::client::{DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
@@ -117,7 +118,7 @@ impl Storage {
 }
 
 /// 200 with `body` as `media` (`application/octet-stream` when that is empty or no valid
-/// header value).
+/// header value): content itself (a file, a raw output), never compressed.
 pub(crate) fn typed(media: &str, body: impl Into<Body>) -> Response {
     let mut response = (StatusCode::OK, body.into()).into_response();
     let media = HeaderValue::from_str(media)
@@ -125,7 +126,7 @@ pub(crate) fn typed(media: &str, body: impl Into<Body>) -> Response {
         .filter(|_| !media.is_empty())
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     response.headers_mut().insert(header::CONTENT_TYPE, media);
-    response
+    Identity::mark(response)
 }
 
 /// The one-line text of an edge's storage call that failed for want of storage, e.g. `file

@@ -1,11 +1,11 @@
 //! `GET /api`: the OpenAPI 3.0 document, generated once from the handlers' and types'
-//! annotations (utoipa 4, which writes 3.0.3).
+//! annotations (utoipa 4, which writes 3.0.3), and compressed once.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::extract::RawQuery;
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::Bytes;
 use utoipa::OpenApi;
 
@@ -13,6 +13,7 @@ use super::negotiate::{self, JSON};
 use super::problem::ProblemBody;
 use super::responses::{Format, NotAcceptable};
 use super::{Problem, documents, execution, jobs, landing, model, processes};
+use crate::encoding::Document;
 
 /// Media type of the OpenAPI 3.0 document in JSON.
 pub const OPENAPI_JSON: &str = "application/vnd.oai.openapi+json;version=3.0";
@@ -67,16 +68,20 @@ pub const OPENAPI_JSON: &str = "application/vnd.oai.openapi+json;version=3.0";
 )]
 struct ApiDoc;
 
-/// The document, rendered once.
-static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| {
-    Bytes::from(
-        serde_json::to_vec(&ApiDoc::openapi()).expect("an openapi document serialises to json"),
-    )
+/// The document, rendered and compressed once.
+static DOCUMENT: LazyLock<Arc<Document>> = LazyLock::new(|| {
+    Arc::new(Document::new(
+        OPENAPI_JSON,
+        Bytes::from(
+            serde_json::to_vec(&ApiDoc::openapi()).expect("an openapi document serialises to json"),
+        ),
+    ))
 });
 
-/// The OpenAPI document, for the type and the bytes served.
+/// The OpenAPI document's bytes, as served without compression.
+#[cfg(test)]
 pub fn document() -> Bytes {
-    DOCUMENT.clone()
+    DOCUMENT.identity().clone()
 }
 
 /// This API's definition (OpenAPI 3.0, JSON).
@@ -98,7 +103,7 @@ pub async fn api(headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response
         negotiate::param(&params, "f"),
         &[OPENAPI_JSON, JSON],
     )?;
-    Ok(([(header::CONTENT_TYPE, OPENAPI_JSON)], document()).into_response())
+    Ok(DOCUMENT.response())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `GET /processes` (summaries, paged with `limit` and `offset`, `next`/`prev` links) and
 //! `GET /processes/{processID}` (ogc-process-description). Both answer JSON rendered once per
 //! node-set generation ([`Docs`]): the catalog's descriptions are turned into documents the
-//! first time they are asked for, and served as bytes after.
+//! first time they are asked for, compressed once (gzip, br), and served as bytes after.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +19,7 @@ use super::model::{JobControl, Link, Process, ProcessList, ProcessSummary, Trans
 use super::negotiate::{self, JSON};
 use super::responses::{BadRequest, Format, NoSuchProcess, NotAcceptable, ProcessId, Unavailable};
 use super::{Problem, Shared, schema};
+use crate::encoding::{Slot, once};
 use crate::nodes::Nodes;
 use crate::ows::OwsCode;
 
@@ -64,13 +65,11 @@ pub async fn list(
     let params = negotiate::json_only(&headers, raw.as_deref())?;
     let limit = bounded(&params, "limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
     let offset = bounded(&params, "offset", 0, usize::MAX)?.unwrap_or(0);
-    let page = docs
-        .get_or_render(Key::Page(limit, offset), || async {
-            let summaries = state.catalog.summaries(&state.nodes).await?;
-            Ok(page_of(&summaries, &state.public_url, limit, offset))
-        })
-        .await?;
-    Ok(json(page))
+    docs.get_or_render(Key::Page(limit, offset), || async {
+        let summaries = state.catalog.summaries(&state.nodes).await?;
+        Ok(page_of(&summaries, &state.public_url, limit, offset))
+    })
+    .await
 }
 
 /// One process's description: its inputs and outputs with their JSON Schemas.
@@ -93,21 +92,18 @@ pub async fn describe(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, Problem> {
     negotiate::json_only(&headers, raw.as_deref())?;
-    let doc = docs
-        .get_or_render(Key::Process(id.clone()), || async {
-            let description =
-                state
-                    .catalog
-                    .describe(&state.nodes, &id)
-                    .await
-                    .map_err(|e| match e.code {
-                        OwsCode::NoSuchProcess => Problem::no_such_process(&id),
-                        _ => Problem(e),
-                    })?;
-            Ok(process(&description, &state.public_url))
-        })
-        .await?;
-    Ok(json(doc))
+    docs.get_or_render(Key::Process(id.clone()), || async {
+        let description = state
+            .catalog
+            .describe(&state.nodes, &id)
+            .await
+            .map_err(|e| match e.code {
+                OwsCode::NoSuchProcess => Problem::no_such_process(&id),
+                _ => Problem(e),
+            })?;
+        Ok(process(&description, &state.public_url))
+    })
+    .await
 }
 
 fn json(body: Bytes) -> Response {
@@ -247,7 +243,7 @@ pub struct Docs {
 #[derive(Default)]
 struct Rendered {
     generation: u64,
-    docs: HashMap<Key, Bytes>,
+    docs: HashMap<Key, Slot>,
 }
 
 impl Docs {
@@ -258,31 +254,49 @@ impl Docs {
         }
     }
 
-    /// The document `key` of the current generation, rendered by `render` (and kept) the
-    /// first time. A document rendered while the node set changed is served, not kept; so
-    /// are errors.
-    async fn get_or_render<T, F, Fut>(&self, key: Key, render: F) -> Result<Bytes, Problem>
+    /// The document `key` of the current generation, rendered by `render` and compressed
+    /// (and kept) the first time; concurrent first requests wait for the one render. A
+    /// document rendered while the node set changed is served, not kept; so are errors
+    /// (nothing is kept for them). Past [`MAX_PAGES`] pages, a page is rendered for its
+    /// request alone and compressed per response.
+    async fn get_or_render<T, F, Fut>(&self, key: Key, render: F) -> Result<Response, Problem>
     where
         T: serde::Serialize,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, Problem>>,
     {
         let generation = *self.generation.borrow();
-        if let Some(doc) = self.cached(generation).docs.get(&key).cloned() {
-            return Ok(doc);
-        }
-        let doc = Bytes::from(
-            serde_json::to_vec(&render().await?)
-                .map_err(|e| Problem::internal(format!("document not rendered: {e}")))?,
-        );
-        if *self.generation.borrow() == generation {
+        let slot = {
             let mut cached = self.cached(generation);
             let is_page = |k: &Key| matches!(k, Key::Page(..));
-            if !is_page(&key) || cached.docs.keys().filter(|k| is_page(k)).count() < MAX_PAGES {
-                cached.docs.insert(key, doc.clone());
+            let full =
+                is_page(&key) && cached.docs.keys().filter(|k| is_page(k)).count() >= MAX_PAGES;
+            match cached.docs.get(&key) {
+                Some(slot) => Some(slot.clone()),
+                None if full => None,
+                None => Some(cached.docs.entry(key.clone()).or_default().clone()),
+            }
+        };
+        let rendered = async {
+            let doc = render().await?;
+            serde_json::to_vec(&doc)
+                .map(Bytes::from)
+                .map_err(|e| Problem::internal(format!("document not rendered: {e}")))
+        };
+        let Some(slot) = slot else {
+            return Ok(json(rendered.await?));
+        };
+        match once(&slot, JSON, rendered).await {
+            Ok(doc) => Ok(doc.response()),
+            Err(e) => {
+                // An error keeps no place in the cache.
+                let mut cached = self.cached(*self.generation.borrow());
+                if cached.docs.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    cached.docs.remove(&key);
+                }
+                Err(e)
             }
         }
-        Ok(doc)
     }
 
     /// The documents of `generation`, emptied first if they were of another.

@@ -1,6 +1,7 @@
 //! The raw answer of a synchronous execution (`"response": "raw"`), as OGC API - Processes 1.0
-//! asks: one output by value is the output itself with its Content-Type (a file output too big
-//! for the node to inline is streamed from storage in place, with its Content-Length); outputs
+//! asks: one output by value is the output itself with its Content-Type (a file output comes
+//! streamed from the node, see `jobs::execute_raw`; one found stored is streamed from storage
+//! in place, with its Content-Length); outputs
 //! all by reference are 204 with one `Link` header each; several outputs with any by value are
 //! one `multipart/related` body, a part per output (by-reference parts carry
 //! `Content-Location` and no content).
@@ -15,6 +16,7 @@ use wpsmesh_proto::ogcapi::{JSON, output_value};
 use wpsmesh_proto::process::{Output, OutputRequest, OutputValue, StoredFile};
 use wpsmesh_proto::storage::retrieve_url;
 
+use crate::encoding::Identity;
 use crate::files::{Storage, typed};
 use crate::ows::OwsError;
 
@@ -142,7 +144,7 @@ fn multipart(parts: &[(&str, Part, bool)]) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("multipart/related; boundary={boundary}")) {
         response.headers_mut().insert(header::CONTENT_TYPE, v);
     }
-    response
+    Identity::mark(response)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use wpsmesh_proto::process::{Output, OutputValue};
 use super::model::{Execute, ResponseForm, Version, WpsRequest};
 use super::request::{parse_kvp, parse_xml, resolve_bboxes};
 use super::{Service, v1, v2};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Described};
 use crate::files::{Storage, typed};
 use crate::jobs::wps1::{job_operation, status_location, submit, v1_document, v1_status};
 use crate::jobs::wps2::status_response;
@@ -127,13 +127,13 @@ async fn dispatch(state: &WpsState, request: WpsRequest) -> Answer {
             let service = &state.service;
             let doc = state
                 .catalog
-                .capabilities(&state.nodes, version, |summaries| match version {
+                .capabilities(&state.nodes, version, XML, |summaries| match version {
                     Version::V100 => v1::capabilities(service, summaries),
                     Version::V200 => v2::capabilities(service, summaries),
                 })
                 .await
                 .map_err(|e| (version, e))?;
-            Ok(xml_response(StatusCode::OK, doc))
+            Ok(doc.response())
         }
         WpsRequest::DescribeProcess {
             version,
@@ -209,37 +209,47 @@ async fn describe(
     version: Version,
     identifiers: Vec<String>,
 ) -> Result<Response, OwsError> {
-    let ids: Vec<String> = if identifiers.iter().any(|i| i.eq_ignore_ascii_case("ALL")) {
-        state
-            .catalog
-            .summaries(&state.nodes)
-            .await?
-            .iter()
-            .map(|s| s.id.clone())
-            .collect()
-    } else {
-        identifiers
+    // One process (or ALL) is kept rendered; a list of several is rendered for its request.
+    let key = match identifiers.as_slice() {
+        [one] => Some(format!("{}|{one}", version.as_str())),
+        _ => None,
     };
-    let mut descriptions = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let d = state
-            .catalog
-            .describe(&state.nodes, id)
-            .await
-            .map_err(|e| {
-                if version == Version::V100 && e.code == OwsCode::NoSuchProcess {
-                    OwsError::invalid("Identifier", e.text)
-                } else {
-                    e
-                }
-            })?;
-        descriptions.push((*d).clone());
-    }
-    let doc = match version {
-        Version::V100 => v1::process_descriptions(&descriptions),
-        Version::V200 => v2::process_offerings(&descriptions),
+    let render = async {
+        let ids: Vec<String> = if identifiers.iter().any(|i| i.eq_ignore_ascii_case("ALL")) {
+            state
+                .catalog
+                .summaries(&state.nodes)
+                .await?
+                .iter()
+                .map(|s| s.id.clone())
+                .collect()
+        } else {
+            identifiers
+        };
+        let mut descriptions = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let d = state
+                .catalog
+                .describe(&state.nodes, id)
+                .await
+                .map_err(|e| {
+                    if version == Version::V100 && e.code == OwsCode::NoSuchProcess {
+                        OwsError::invalid("Identifier", e.text)
+                    } else {
+                        e
+                    }
+                })?;
+            descriptions.push((*d).clone());
+        }
+        Ok(match version {
+            Version::V100 => v1::process_descriptions(&descriptions),
+            Version::V200 => v2::process_offerings(&descriptions),
+        })
     };
-    Ok(xml_response(StatusCode::OK, doc))
+    Ok(match state.catalog.described(key, XML, render).await? {
+        Described::Kept(doc) => doc.response(),
+        Described::Once(doc) => xml_response(StatusCode::OK, doc),
+    })
 }
 
 async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsError> {
@@ -266,11 +276,23 @@ async fn run(state: &WpsState, mut execute: Execute) -> Result<Response, OwsErro
     }
     let request = execute.request.clone();
     let process = request.process_id.clone();
-    let result = jobs::execute(&state.nodes, &state.files, request).await?;
+    // A raw output comes streamed from the node, never through storage.
+    let (result, streamed) = match &execute.response {
+        ResponseForm::Raw { output } => {
+            jobs::execute_raw(&state.nodes, &state.files, request, output).await?
+        }
+        ResponseForm::Document { .. } => {
+            let result = jobs::execute(&state.nodes, &state.files, request).await?;
+            (result, None)
+        }
+    };
     let job = &result.status;
     info!(process = %process, job = %job.job_id, "wps execute done");
     match execute.response {
-        ResponseForm::Raw { output } => raw_output(state, &result.outputs, &output).await,
+        ResponseForm::Raw { output } => match streamed {
+            Some(raw) => Ok(raw.into_response()),
+            None => raw_output(state, &result.outputs, &output).await,
+        },
         ResponseForm::Document { .. } => {
             let doc = match execute.version {
                 Version::V100 => v1_document(
@@ -325,13 +347,15 @@ async fn raw_output(state: &WpsState, outputs: &[Output], id: &str) -> Result<Re
     }
 }
 
-/// Streams a stored object; `mime` wins over the stored content type when given.
+/// The media type of every WPS document.
+pub(crate) const XML: &str = "text/xml; charset=utf-8";
+
+/// `doc` as a WPS XML document with `status`.
 pub(crate) fn xml_response(status: StatusCode, doc: impl Into<Body>) -> Response {
     let mut response = (status, doc.into()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/xml; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(XML));
     response
 }
 

@@ -305,8 +305,7 @@ mod tests {
     #[test]
     fn cdata_splits_its_end_marker_on_both_paths() {
         let cdata = |text: &str| {
-            let mut x = Xml::new();
-            let declaration = x.finish().len();
+            let declaration = Xml::new().finish().len();
             let mut x = Xml::new();
             x.cdata(text);
             x.finish()[declaration..].to_owned()
