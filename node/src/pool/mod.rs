@@ -1,7 +1,8 @@
 //! The pool of PyQGIS worker processes (`wpsmesh-worker`): N long-lived workers, one job at a
 //! time each, behind a bounded queue. A worker that crashes, times out or ignores a cancel is
-//! killed and replaced, failing only its own job; workers are recycled after a number of jobs and
-//! killed with the pool (or with the node, even on SIGKILL).
+//! killed and replaced, failing only its own job; workers are recycled after a number of jobs
+//! (their replacement started beforehand, so no job waits for a QGIS start-up) and killed with
+//! the pool (or with the node, even on SIGKILL).
 //!
 //! ```no_run
 //! # async fn example(pool: wpsmesh_node::pool::Pool) -> Result<(), wpsmesh_node::pool::PoolError> {
@@ -22,8 +23,10 @@
 
 mod config;
 mod error;
+mod forward;
 mod job;
 mod process;
+mod replace;
 mod spawner;
 mod stats;
 mod supervisor;
@@ -42,6 +45,7 @@ pub use job::{
     Format, InputValue, JobEvent, JobInput, JobOutput, OutputRequest, OutputValue, RunJob,
     RunOutcome,
 };
+pub use stats::PoolCounts;
 
 use process::WorkerProcess;
 use spawner::Spawner;
@@ -72,8 +76,9 @@ impl Pool {
         let size = config.worker_count();
         let spawner = Spawner::start()
             .map_err(|e| PoolError::Unavailable(format!("cannot start the spawner thread: {e}")))?;
-        let starts =
-            (0..size).map(|_| WorkerProcess::start(&binary, &spawner, config.start_timeout));
+        let stats = stats::PoolStats::new(size);
+        let starts = (0..size)
+            .map(|_| WorkerProcess::start(&binary, &spawner, config.start_timeout, &stats));
         let workers = futures::future::try_join_all(starts).await?;
         let qgis_version = workers
             .first()
@@ -83,6 +88,7 @@ impl Pool {
             info!(
                 worker = worker.pid,
                 seconds = ready.init_seconds,
+                startup = ?worker.started_in,
                 python = ready.python_version,
                 python_home = ready.python_home,
                 "worker started; its embedded python is fixed at build, whatever PATH says"
@@ -95,7 +101,9 @@ impl Pool {
             spawner,
             queue: tokio::sync::Mutex::new(receiver),
             shutdown: CancellationToken::new(),
-            stats: stats::PoolStats::new(size),
+            stats,
+            replacements: Arc::new(tokio::sync::Semaphore::new(1)),
+            retiring: Mutex::new(JoinSet::new()),
         });
         let mut slots = JoinSet::new();
         for (worker, _) in workers {
@@ -121,7 +129,14 @@ impl Pool {
         &self.qgis_version
     }
 
-    /// Registers the pool's metrics: busy and idle slots, queue depth, crashes, recycles.
+    /// The pool's counters now: recycles, crashes, starts, jobs that waited for a start, live
+    /// worker processes (also in the metrics).
+    pub fn counts(&self) -> PoolCounts {
+        self.shared.stats.counts()
+    }
+
+    /// Registers the pool's metrics: busy and idle slots, queue depth, crashes, recycles,
+    /// worker starts and their time, jobs that waited for a start, live worker processes.
     pub fn register_metrics(&self, registry: &mut wpsmesh_telemetry::metrics::Registry) {
         self.shared.stats.register(registry, self.queue.downgrade());
     }
@@ -154,6 +169,7 @@ impl Pool {
             cancel: cancel.clone(),
             started: Arc::clone(&started),
             reply,
+            queued: tokio::time::Instant::now(),
         }))?;
         tokio::select! {
             answer = &mut answer => return answer.unwrap_or_else(|_| Err(gone())),
@@ -177,6 +193,16 @@ impl Pool {
             .ok();
         if let Some(mut slots) = slots {
             while slots.join_next().await.is_some() {}
+        }
+        // Workers retired by a recycle, still exiting.
+        let retiring = self
+            .shared
+            .retiring
+            .lock()
+            .map(|mut retiring| std::mem::take(&mut *retiring))
+            .ok();
+        if let Some(mut retiring) = retiring {
+            while retiring.join_next().await.is_some() {}
         }
         info!("worker pool stopped");
     }

@@ -21,6 +21,7 @@ use wpsmesh_proto::{framing, text};
 
 use super::PoolError;
 use super::spawner::Spawner;
+use super::stats::{Alive, PoolStats};
 
 /// The worker checks its parent against this and refuses to start when the node is gone.
 const PARENT_ENV: &str = "WPSMESH_WORKER_PARENT";
@@ -39,20 +40,26 @@ pub(super) struct WorkerProcess {
     pub(super) pid: u32,
     /// Jobs run so far.
     pub(super) jobs: u32,
+    /// From its spawn to its ready report.
+    pub(super) started_in: Duration,
     child: Child,
     stdin: Option<ChildStdin>,
     events: mpsc::Receiver<Received>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     reaped: bool,
+    /// Counts the process alive until it is dropped.
+    _alive: Alive,
 }
 
 impl WorkerProcess {
-    /// Starts a worker and waits until it reports ready.
+    /// Starts a worker and waits until it reports ready; its start-up time goes to `stats`.
     pub(super) async fn start(
         binary: &Path,
         spawner: &Spawner,
         timeout: Duration,
+        stats: &PoolStats,
     ) -> Result<(Self, Ready), PoolError> {
+        let begun = tokio::time::Instant::now();
         let mut command = Command::new(binary);
         command
             .env("QT_QPA_PLATFORM", "offscreen")
@@ -68,6 +75,7 @@ impl WorkerProcess {
             PoolError::Unavailable(format!("cannot start {}: {e}", binary.display()))
         };
         let mut child = spawner.spawn(command).await.map_err(unavailable)?;
+        let alive = stats.alive();
         let pid = child
             .id()
             .ok_or_else(|| unavailable(io::ErrorKind::NotFound.into()))?;
@@ -83,15 +91,21 @@ impl WorkerProcess {
         let mut worker = Self {
             pid,
             jobs: 0,
+            started_in: Duration::ZERO,
             child,
             stdin: Some(stdin),
             events,
             stderr_tail,
             reaped: false,
+            _alive: alive,
         };
         let first = tokio::time::timeout(timeout, worker.recv()).await;
         let reason = match first {
-            Ok(Some(Ok(Event::Ready(ready)))) => return Ok((worker, ready)),
+            Ok(Some(Ok(Event::Ready(ready)))) => {
+                worker.started_in = begun.elapsed();
+                stats.started(worker.started_in);
+                return Ok((worker, ready));
+            }
             Ok(Some(Ok(_))) => "sent an event before ready".to_owned(),
             Ok(Some(Err(error))) => error,
             Ok(None) => format!("exited ({})", worker.exit_status().await),

@@ -1,23 +1,25 @@
 //! The task that owns one worker slot: takes jobs from the queue, runs them on its worker with
-//! timeout, cancel and live events, and replaces the worker when it dies, times out, is killed
-//! after a cancel, or has run its share of jobs.
+//! timeout, cancel and live events, and replaces the worker when it dies, times out or is killed
+//! after a cancel (a restart the slot waits for), or has run its share of jobs (a warm
+//! replacement started beforehand, see [`super::replace`]: no job waits for it).
 
-use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex as SyncMutex};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use wpsmesh_proto::wire::worker::v1::worker_event::Event;
 use wpsmesh_proto::wire::worker::v1::worker_request::Request;
 use wpsmesh_proto::wire::worker::v1::{CancelRequest, DescribeRequest};
-use wpsmesh_runtime::backoff::Backoff;
 
+use super::forward::Forward;
 use super::process::WorkerProcess;
+use super::replace::{self, Replacement};
 use super::spawner::Spawner;
 use super::{JobEvent, PoolConfig, PoolError, RunJob, RunOutcome};
 
@@ -34,6 +36,8 @@ pub(super) struct RunTask {
     /// Set when a worker takes the job; until then a cancel just drops it.
     pub(super) started: Arc<AtomicBool>,
     pub(super) reply: oneshot::Sender<Result<RunOutcome, PoolError>>,
+    /// When the job entered the queue.
+    pub(super) queued: Instant,
 }
 
 /// What every slot shares.
@@ -44,6 +48,10 @@ pub(super) struct Shared {
     pub(super) queue: Mutex<mpsc::Receiver<Task>>,
     pub(super) shutdown: CancellationToken,
     pub(super) stats: super::stats::PoolStats,
+    /// One permit: the warm replacement in flight (see [`super::replace`]).
+    pub(super) replacements: Arc<Semaphore>,
+    /// Replaced workers on their way out.
+    pub(super) retiring: SyncMutex<JoinSet<()>>,
 }
 
 /// Whether the worker can take another job after a task.
@@ -59,17 +67,56 @@ enum After {
 /// Serves jobs on one worker slot until the pool shuts down.
 pub(super) async fn supervise(shared: Arc<Shared>, first: WorkerProcess) {
     let mut worker = Some(first);
+    let mut replacement: Option<Replacement> = None;
+    // When the slot last got a worker back after having none: a job queued before then that
+    // this slot takes waited for that start.
+    let mut back_at: Option<Instant> = None;
+    let limit = shared.config.max_jobs_per_worker;
     loop {
         let mut current = match worker.take() {
             Some(current) => current,
-            None => match respawn(&shared).await {
-                Some(current) => current,
-                None => return,
-            },
+            None => {
+                let adopted = match replacement.take() {
+                    Some(replacement) => replacement.adopt().await,
+                    None => None,
+                };
+                let started = match adopted {
+                    Some(adopted) => Some(adopted),
+                    None => replace::restart(&shared).await,
+                };
+                let Some(started) = started else { return };
+                back_at = Some(Instant::now());
+                started
+            }
         };
+        if limit > 0 && current.jobs >= limit {
+            let ready = replacement.take_if(|r| r.is_ready());
+            if let Some((fresh, permit)) = ready.and_then(Replacement::into_ready) {
+                shared.stats.recycles.inc();
+                info!(
+                    worker = current.pid,
+                    jobs = current.jobs,
+                    replacement = fresh.pid,
+                    "recycling worker, its replacement is ready"
+                );
+                replace::retire(&shared, current, permit);
+                current = fresh;
+            } else if replacement.is_none() {
+                debug!(
+                    worker = current.pid,
+                    jobs = current.jobs,
+                    "worker due for recycling, starting its replacement"
+                );
+                replacement = Some(Replacement::new(&shared));
+            }
+        }
         let task = tokio::select! {
             task = async { shared.queue.lock().await.recv().await } => task,
             () = shared.shutdown.cancelled() => None,
+            () = advance(&mut replacement, &shared) => {
+                worker = Some(current);
+                continue;
+            }
             received = current.recv() => {
                 if let Some(Ok(event)) = received {
                     debug!(worker = current.pid, ?event, "event from an idle worker ignored");
@@ -86,65 +133,57 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: WorkerProcess) {
         };
         let Some(task) = task else {
             current.stop().await;
+            if let Some(replacement) = replacement {
+                replacement.stop().await;
+            }
             return;
         };
         let after = match task {
             Task::Describe(reply) => {
-                let (result, after) = describe(&shared, &mut current).await;
+                let describing = describe(&shared, &mut current);
+                let (result, after) = alongside(describing, &mut replacement, &shared).await;
                 let _ = reply.send(result);
                 after
             }
-            Task::Run(task) => run(&shared, &mut current, task).await,
+            Task::Run(task) => {
+                let waited = back_at.is_some_and(|back| task.queued < back);
+                let running = run(&shared, &mut current, task);
+                let after = alongside(running, &mut replacement, &shared).await;
+                if waited && !matches!(after, After::Untouched) {
+                    shared.stats.waited_for_start.inc();
+                }
+                after
+            }
         };
         match after {
-            After::Alive => {}
-            After::Untouched => {
-                worker = Some(current);
-                continue;
-            }
+            After::Alive => current.jobs += 1,
+            After::Untouched => {}
             After::Gone => continue,
         }
-        current.jobs += 1;
-        let limit = shared.config.max_jobs_per_worker;
-        if limit > 0 && current.jobs >= limit {
-            shared.stats.recycles.inc();
-            info!(
-                worker = current.pid,
-                jobs = current.jobs,
-                "recycling worker"
-            );
-            current.stop().await;
-        } else {
-            worker = Some(current);
-        }
+        worker = Some(current);
     }
 }
 
-/// Starts a replacement worker, retrying with backoff; `None` when the pool shuts down first.
-async fn respawn(shared: &Shared) -> Option<WorkerProcess> {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+/// Advances the slot's replacement, if it has one not yet ready; pending otherwise.
+async fn advance(replacement: &mut Option<Replacement>, shared: &Arc<Shared>) {
+    match replacement {
+        Some(replacement) if !replacement.is_ready() => replacement.advance(shared).await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs `work` on the slot's worker while its replacement, if any, keeps starting.
+async fn alongside<T>(
+    work: impl Future<Output = T>,
+    replacement: &mut Option<Replacement>,
+    shared: &Arc<Shared>,
+) -> T {
+    tokio::pin!(work);
     loop {
-        let start =
-            WorkerProcess::start(&shared.binary, &shared.spawner, shared.config.start_timeout);
-        let outcome = tokio::select! {
-            outcome = start => outcome,
-            () = shared.shutdown.cancelled() => return None,
-        };
-        let delay = backoff.next_delay();
-        match outcome {
-            Ok((worker, ready)) => {
-                info!(
-                    worker = worker.pid,
-                    seconds = ready.init_seconds,
-                    "worker started"
-                );
-                return Some(worker);
-            }
-            Err(error) => warn!(%error, retry_in = ?delay, "cannot start a worker"),
-        }
         tokio::select! {
-            () = sleep(delay) => {}
-            () = shared.shutdown.cancelled() => return None,
+            biased;
+            output = &mut work => return output,
+            () = advance(replacement, shared) => {}
         }
     }
 }
@@ -193,6 +232,7 @@ async fn run(shared: &Shared, worker: &mut WorkerProcess, task: RunTask) -> Afte
         cancel,
         started,
         reply,
+        queued,
     } = task;
     started.store(true, Ordering::SeqCst);
     if cancel.is_cancelled() {
@@ -214,6 +254,7 @@ async fn run(shared: &Shared, worker: &mut WorkerProcess, task: RunTask) -> Afte
             job = job.job_id,
             worker = worker.pid,
             ?elapsed,
+            queued = ?begun.saturating_duration_since(queued),
             "job finished"
         ),
         Err(error) => info!(job = job.job_id, worker = worker.pid, %error, "job failed"),
@@ -304,63 +345,4 @@ async fn broken(worker: &mut WorkerProcess, error: String) -> PoolError {
 
 fn shutting_down() -> PoolError {
     PoolError::Unavailable("the pool is shutting down".into())
-}
-
-/// Events on their way to the job's caller. They are sent as its channel has room, so a slow
-/// reader never stalls the job; consecutive progress events are merged meanwhile.
-struct Forward {
-    events: mpsc::Sender<JobEvent>,
-    pending: VecDeque<JobEvent>,
-}
-
-impl Forward {
-    fn new(events: mpsc::Sender<JobEvent>) -> Self {
-        Self {
-            events,
-            pending: VecDeque::new(),
-        }
-    }
-
-    fn push(&mut self, event: JobEvent) {
-        if self.events.is_closed() {
-            return;
-        }
-        if let (JobEvent::Progress(_), Some(JobEvent::Progress(last))) =
-            (&event, self.pending.back_mut())
-        {
-            if let JobEvent::Progress(percent) = event {
-                *last = percent;
-            }
-            return;
-        }
-        self.pending.push_back(event);
-    }
-
-    fn waiting(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    fn send(&mut self, permit: mpsc::OwnedPermit<JobEvent>) {
-        if let Some(event) = self.pending.pop_front() {
-            permit.send(event);
-        }
-    }
-
-    fn closed(&mut self) {
-        self.pending.clear();
-    }
-
-    /// At the job's end: sends what fits without waiting and drops the rest (the final log is
-    /// in the outcome).
-    fn flush(&mut self) {
-        while let Some(event) = self.pending.pop_front() {
-            if self.events.try_send(event).is_err() {
-                debug!(
-                    dropped = self.pending.len() + 1,
-                    "job events dropped, receiver full"
-                );
-                self.pending.clear();
-            }
-        }
-    }
 }
