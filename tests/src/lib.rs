@@ -2,6 +2,7 @@
 //! loopback ports, waits until they answer, and stops them when dropped.
 
 pub mod consul;
+pub mod cpu;
 pub mod formats;
 pub mod load;
 pub mod local_cluster;
