@@ -71,18 +71,20 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let (service, method) = split(request.uri().path());
-        let span = tracing::info_span!(
-            "grpc server",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = Empty,
-            rpc.request.bytes = Empty,
-            rpc.response.bytes = Empty,
-        );
-        propagate::set_remote_parent(&span, request.headers());
+        // Sampled or not as the caller decided (its `traceparent` flag), before the span exists.
+        let span = propagate::server_span(request.headers(), || {
+            tracing::info_span!(
+                "grpc server",
+                otel.name = %format_args!("{service}/{method}"),
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = Empty,
+                rpc.request.bytes = Empty,
+                rpc.response.bytes = Empty,
+            )
+        });
         let request = request.map(|body| Counted::new(body, span.clone(), "rpc.request.bytes"));
         let call = span.in_scope(|| self.inner.call(request));
         let recorded = span.clone();

@@ -10,6 +10,7 @@ pub mod metrics;
 mod otel;
 pub mod propagate;
 mod queue;
+mod sampling;
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
@@ -108,12 +109,16 @@ pub fn install(
             // Per span, no thread attributes (a name allocated per span, meaningless on a
             // work-stealing runtime) and no busy/idle times (a clock read on every poll's enter
             // and exit): they are paid by every span, sampled or not.
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_threads(false)
-                .with_tracked_inactivity(false)
-                .with_filter(tracing_subscriber::filter::filter_fn(traced))
-                .boxed(),
+            // Behind the gate, requests not sampled never reach it (see `sampling`).
+            sampling::Gate::new(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_threads(false)
+                    .with_tracked_inactivity(false),
+                otel::sampler(settings.sampling),
+            )
+            .with_filter(tracing_subscriber::filter::filter_fn(traced))
+            .boxed(),
         );
     }
     let tracing = layers.len() > 1;

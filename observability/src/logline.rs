@@ -1,7 +1,8 @@
 //! Log lines that name their trace: inside a traced span, a text line ends with
 //! `trace_id=… span_id=…` and a JSON line gains `"trace_id"` and `"span_id"` keys, so a log
-//! search and a trace view meet on the same id. Outside a span, or with tracing off, lines are
-//! the formatter's own (a line with ids is formatted without colour codes).
+//! search and a trace view meet on the same id, whether the trace is sampled or not (a request
+//! not sampled names the trace id it answered with). Outside a span, or with tracing off, lines
+//! are the formatter's own (a line with ids is formatted without colour codes).
 
 use std::sync::OnceLock;
 
@@ -11,6 +12,8 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::sampling::Unsampled;
 
 /// Wraps an event formatter, adding the current span's trace and span ids.
 #[derive(Debug)]
@@ -38,6 +41,11 @@ where
     let dispatch = DISPATCH.get()?.upgrade()?;
     let span = ctx.lookup_current()?;
     span.scope().find_map(|span| {
+        // A span of a request not sampled has no OTel context: its mark names the trace.
+        let mark = span.extensions().get::<Unsampled>().map(|u| u.0.clone());
+        if let Some(sc) = mark {
+            return Some((sc.trace_id().to_string(), sc.span_id().to_string()));
+        }
         let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
         let sc = cx.span().span_context().clone();
         sc.is_valid()

@@ -47,7 +47,7 @@ fn instance_id() -> String {
 }
 
 /// The sampler for `sampling`.
-fn sampler(sampling: Sampling) -> Sampler {
+pub(crate) fn sampler(sampling: Sampling) -> Sampler {
     match sampling {
         Sampling::ParentRatio(ratio) => {
             Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
@@ -80,6 +80,7 @@ pub(crate) fn start(
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(sampler(settings.sampling))
+        .with_id_generator(crate::sampling::Ids)
         .with_resource(resource)
         .build();
     let tracer = provider.tracer("wpsmesh");

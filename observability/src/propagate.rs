@@ -4,7 +4,9 @@
 //!
 //! Extracting never fails: a missing or malformed `traceparent` gives an empty context, so the
 //! span started under it is a new root. With tracing off (no endpoint) spans carry no OTel data,
-//! every function here sees an empty context and injects nothing.
+//! every function here sees an empty context and injects nothing. A request not sampled has no
+//! OTel data either ([`server_span`]): the context of its spans is the one its mark holds, with
+//! flag 00, so it is still answered with its trace id and passed on to every call it makes.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -12,7 +14,8 @@ use std::time::SystemTime;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
-    Link, Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+    Link, Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, Tracer,
+    TracerProvider as _,
 };
 pub use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -64,7 +67,7 @@ pub fn inject(cx: &Context, headers: &mut http::HeaderMap) {
 
 /// Writes the context of `span` into `headers`.
 pub fn inject_span(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    inject(&span.context(), headers);
+    inject(&context_of(span), headers);
 }
 
 /// Makes the context in `headers` the parent of `span` (no-op for an empty one).
@@ -75,23 +78,72 @@ pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
+/// The span `make` returns (it must make exactly one, e.g. `tracing::info_span!`) for a
+/// request that came in with `headers` (HTTP or gRPC metadata): a child of the caller's
+/// context when there is a valid one, else a new root; sampled or not as decided before the
+/// span exists, with the process's sampler (parent-based: the caller's flag). A span not sampled,
+/// and every span under it, costs the OpenTelemetry layer nothing and is never exported, yet
+/// names its trace (logs, [`trace_id`]) and passes it on with flag 00 ([`inject_span`],
+/// [`carrier`]).
+pub fn server_span(
+    headers: &http::HeaderMap,
+    make: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
+    crate::sampling::start(headers, make)
+}
+
 /// The OTel context of `span` (empty with tracing off), as a parent for [`Finished`].
 pub fn context_of(span: &tracing::Span) -> Context {
-    span.context()
+    match crate::sampling::unsampled(span) {
+        Some(sc) => Context::new().with_remote_span_context(sc),
+        None => span.context(),
+    }
+}
+
+/// The W3C context of `span` if it has a trace (not with tracing off), sampled or not.
+pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
+    let sc = match crate::sampling::unsampled(span) {
+        Some(sc) => sc,
+        None => span.context().span().span_context().clone(),
+    };
+    sc.is_valid().then_some(sc)
 }
 
 /// The trace id of `span` as 32 hex digits; `None` when it has no trace (tracing off).
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    span_context(span).map(|sc| sc.trace_id().to_string())
+}
+
+/// Writes `sc` into the headers of an answer: [`TRACE_ID_HEADER`] and the W3C
+/// `traceparent` (and `tracestate` when there is one).
+pub fn answer_headers(sc: &SpanContext, headers: &mut http::HeaderMap) {
+    let trace_id = sc.trace_id();
+    let parent = format!(
+        "00-{trace_id}-{}-{:02x}",
+        sc.span_id(),
+        sc.trace_flags().to_u8() & TraceFlags::SAMPLED.to_u8()
+    );
+    // From the strings themselves: no copy.
+    if let (Ok(id), Ok(parent)) = (
+        http::HeaderValue::try_from(trace_id.to_string()),
+        http::HeaderValue::try_from(parent),
+    ) {
+        headers.insert(TRACE_ID_HEADER, id);
+        headers.insert(TRACEPARENT, parent);
+    }
+    let state = sc.trace_state().header();
+    if !state.is_empty()
+        && let Ok(state) = http::HeaderValue::try_from(state)
+    {
+        headers.insert(TRACESTATE, state);
+    }
 }
 
 /// The context of `span` as one line, `traceparent[ tracestate]`, for carriers that are not
 /// headers (the worker channel, the job store); empty when `span` has no trace.
 pub fn carrier(span: &tracing::Span) -> String {
     let mut map = HashMap::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut map);
+    TraceContextPropagator::new().inject_context(&context_of(span), &mut map);
     match (map.get(TRACEPARENT), map.get(TRACESTATE)) {
         (Some(parent), Some(state)) if !state.is_empty() => format!("{parent} {state}"),
         (Some(parent), _) => parent.clone(),
