@@ -89,7 +89,7 @@ pub struct S3Config {
     pub secret_key: String,
     /// Path-style addressing (`endpoint/bucket/key`), as MinIO expects.
     pub path_style: bool,
-    /// Multipart part size in bytes (at least 5 MiB).
+    /// Multipart part size in bytes (5 MiB to 5 GiB, S3's limits for a part).
     pub part_size: usize,
     /// Parts uploaded at once per upload.
     pub upload_concurrency: usize,

@@ -71,7 +71,8 @@ fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
 }
 
 async fn run(pending: Weak<Mutex<Pending>>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
+    // The first flush one interval from now (a plain interval would tick at once).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
