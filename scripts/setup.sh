@@ -96,3 +96,12 @@ if [ ! -x "$TOOLS/venv/bin/kubectl" ] || [ ! -x "$TOOLS/venv/bin/hadolint" ] \
 else
   log "deploy checks present"
 fi
+
+# A second S3 server for the s3_upload bench (WPSMESH_BENCH_SERVER=moto): moto_server, into the
+# same venv.
+if [ ! -x "$TOOLS/venv/bin/moto_server" ]; then
+  log "installing moto_server (second S3 server of the s3_upload bench)"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==5.2.5"
+else
+  log "moto_server present"
+fi

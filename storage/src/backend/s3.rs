@@ -1,80 +1,47 @@
-//! The S3 backend (MinIO, AWS, any S3 API): small files in one PutObject, larger ones as a
-//! multipart upload with a few parts in flight, so memory stays bounded by
-//! `part_size * (upload_concurrency + 1)` whatever the file size. Any failure, or the upload
-//! being dropped, aborts the multipart upload.
+//! The S3 backend (MinIO, AWS, any S3 API): a declared length streams through one PutObject;
+//! a body of unknown length that ends within `upload_concurrency + 1` parts goes up in one
+//! PutObject too, a larger one as a multipart upload with a few parts in flight, so memory
+//! stays bounded by `part_size * (upload_concurrency + 1)` whatever the file size. Any failure,
+//! or the upload being dropped, aborts the multipart upload.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedMultipartUpload;
 use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::error::display::DisplayErrorContext;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use http_body::Frame;
 use http_body_util::StreamBody;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use wpsmesh_proto::storage::{ByteRange, NewObject, ObjectId, ObjectInfo};
 
+use self::multipart::Multipart;
+pub use self::sdk::client;
+use self::sdk::sdk_error;
 use super::ChunkStream;
 use crate::config::S3Config;
 use crate::error::StorageError;
 
+mod multipart;
+mod sdk;
+#[cfg(test)]
+mod tests;
+
 const MIN_PART: usize = 5 * 1024 * 1024;
+/// S3's limit for one part.
+const MAX_PART: usize = 5 * 1024 * 1024 * 1024;
 /// S3's limit for one PutObject.
 const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
 /// User metadata goes into HTTP headers, so the file name is percent-encoded.
 const NAME_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_');
-
-/// An S3 client configured as the backend uses it (endpoint, path style, credentials from the
-/// config or `AWS_*` variables, checksums only where required, bounded retries).
-pub fn client(c: &S3Config) -> anyhow::Result<Client> {
-    let env = |k: &str| std::env::var(k).unwrap_or_default();
-    let (access, secret) = if c.access_key.is_empty() {
-        (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
-    } else {
-        (c.access_key.clone(), c.secret_key.clone())
-    };
-    anyhow::ensure!(
-        !access.is_empty() && !secret.is_empty(),
-        "s3 credentials missing: set storage.s3.access_key/secret_key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-    );
-    let mut b = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(c.region.clone()))
-        .credentials_provider(Credentials::new(
-            access,
-            secret,
-            None,
-            None,
-            "wpsmesh-config",
-        ))
-        .force_path_style(c.path_style)
-        .retry_config(RetryConfig::standard().with_max_attempts(c.max_attempts.max(1)))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-    if !c.endpoint.is_empty() {
-        b = b.endpoint_url(&c.endpoint);
-    }
-    Ok(Client::from_conf(b.build()))
-}
 
 pub struct S3 {
     client: Client,
@@ -84,14 +51,16 @@ pub struct S3 {
     part_size: usize,
     concurrency: usize,
     single_put_max: u64,
+    /// Full parts a body of unknown length holds before it goes multipart.
+    held_parts: usize,
     bucket_ready: OnceCell<()>,
 }
 
 impl S3 {
     pub fn new(c: &S3Config) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            c.part_size >= MIN_PART,
-            "storage.s3.part_size must be at least {MIN_PART} bytes"
+            (MIN_PART..=MAX_PART).contains(&c.part_size),
+            "storage.s3.part_size must be from {MIN_PART} to {MAX_PART} bytes (S3's part limits)"
         );
         anyhow::ensure!(!c.bucket.is_empty(), "storage.s3.bucket is empty");
         Ok(Self {
@@ -106,6 +75,11 @@ impl S3 {
             part_size: c.part_size,
             concurrency: c.upload_concurrency.max(1),
             single_put_max: c.single_put_max.min(MAX_SINGLE_PUT),
+            held_parts: multipart::held_parts(
+                c.part_size,
+                c.upload_concurrency.max(1),
+                c.single_put_max.min(MAX_SINGLE_PUT),
+            ),
             bucket_ready: OnceCell::new(),
         })
     }
@@ -242,41 +216,48 @@ impl S3 {
         }
     }
 
-    /// No usable declared length: read up to one part; a file that fits goes up in a single
-    /// PutObject, a larger one as a multipart upload.
+    /// No usable declared length: hold up to `held_parts` parts (the memory a multipart upload
+    /// takes anyway). A body that ends within them goes up in one PutObject: no extra requests
+    /// and no server-side assembly, which on a file-backed server (s3s-fs, moto) costs as much
+    /// as a second upload. A larger one goes up as a multipart upload, the held parts first.
     async fn put_buffered(
         &self,
         id: ObjectId,
         meta: &NewObject,
         mut body: ChunkStream,
     ) -> Result<(), StorageError> {
-        let mut parts = PartBuffer::new(self.part_size);
-        let first = loop {
-            match body.next().await {
-                Some(chunk) => {
-                    if let Some(full) = parts.push(chunk?) {
-                        break full;
-                    }
-                }
-                None => {
-                    let rest = parts.take_rest().unwrap_or_default();
+        let (held, rest) =
+            match multipart::start(&mut body, self.part_size, self.held_parts).await? {
+                multipart::Start::Whole(parts) => {
+                    let length = parts.iter().map(|p| p.len() as u64).sum();
+                    debug!(
+                        length,
+                        "body of unknown length ended within the held parts: one put"
+                    );
                     return self
-                        .put_object(id, meta, rest.len() as u64, ByteStream::from(rest))
+                        .put_object(id, meta, length, multipart::body_of(parts))
                         .await;
                 }
-            }
-        };
+                multipart::Start::Multipart { held, rest } => (held, rest),
+            };
         let key = self.key(id);
-        let created = self
+        // Its own task, so that the upload it opens is aborted even when this call is dropped
+        // while the request is under way.
+        let request = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&key)
             .content_type(&meta.content_type)
             .set_metadata(Some(user_metadata(meta)))
-            .send()
-            .await
-            .map_err(|e| self.error(e, None))?;
+            .send();
+        let mut pending = multipart::PendingCreate::spawn(
+            request,
+            self.client.clone(),
+            self.bucket.clone(),
+            key.clone(),
+        );
+        let created = pending.answer().await?.map_err(|e| self.error(e, None))?;
         let upload_id = created
             .upload_id()
             .ok_or_else(|| StorageError::Backend("s3 returned no upload id".into()))?;
@@ -284,10 +265,14 @@ impl S3 {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             key: key.clone(),
+            endpoint: self.endpoint.clone(),
             upload_id: Some(upload_id.to_owned()),
             tasks: JoinSet::new(),
         };
-        let result = match self.upload_parts(&mut upload, first, parts, body).await {
+        let result = match upload
+            .upload_parts(held, rest, body, self.concurrency)
+            .await
+        {
             Ok(done) => {
                 let started = std::time::Instant::now();
                 let completed = self
@@ -314,53 +299,6 @@ impl S3 {
             Err(_) => upload.abort().await,
         }
         result
-    }
-
-    /// Uploads `first`, the rest of `parts` and of `body` as parts, at most `concurrency` in
-    /// flight.
-    async fn upload_parts(
-        &self,
-        upload: &mut Multipart,
-        first: Bytes,
-        mut parts: PartBuffer,
-        mut body: ChunkStream,
-    ) -> Result<Vec<CompletedPart>, StorageError> {
-        let mut done = Vec::new();
-        let mut next_part = 1i32;
-        let mut pending = Some(first);
-        loop {
-            if let Some(part) = pending.take() {
-                while upload.tasks.len() >= self.concurrency {
-                    done.push(self.join_part(upload).await?);
-                }
-                debug!(part = next_part, "uploading part");
-                upload.spawn_part(next_part, part, self.endpoint.clone());
-                next_part += 1;
-            }
-            match body.next().await {
-                Some(chunk) => pending = parts.push(chunk?),
-                None => match parts.take_rest() {
-                    Some(rest) => pending = Some(rest),
-                    None => break,
-                },
-            }
-        }
-        while !upload.tasks.is_empty() {
-            done.push(self.join_part(upload).await?);
-        }
-        done.sort_by_key(|p| p.part_number());
-        debug!(parts = done.len(), "all parts uploaded");
-        Ok(done)
-    }
-
-    async fn join_part(&self, upload: &mut Multipart) -> Result<CompletedPart, StorageError> {
-        match upload.tasks.join_next().await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => Err(StorageError::Backend(format!(
-                "part upload task failed: {e}"
-            ))),
-            None => Err(StorageError::Backend("no part upload in flight".into())),
-        }
     }
 
     pub async fn stat(&self, id: ObjectId) -> Result<ObjectInfo, StorageError> {
@@ -447,60 +385,6 @@ impl S3 {
     }
 }
 
-/// Cuts incoming chunks into parts of exactly `size` bytes, each in its own allocation, so an
-/// in-flight part pins only its own memory.
-struct PartBuffer {
-    size: usize,
-    buf: BytesMut,
-}
-
-impl PartBuffer {
-    fn new(size: usize) -> Self {
-        Self {
-            size,
-            buf: BytesMut::with_capacity(size),
-        }
-    }
-
-    /// Appends a chunk (at most one part long); returns a part once one is full.
-    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        let room = self.size - self.buf.len();
-        if chunk.len() < room {
-            self.buf.extend_from_slice(&chunk);
-            return None;
-        }
-        self.buf.extend_from_slice(&chunk[..room]);
-        let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.size));
-        self.buf.extend_from_slice(&chunk[room..]);
-        Some(full.freeze())
-    }
-
-    /// What is left once the stream ended, if anything.
-    fn take_rest(&mut self) -> Option<Bytes> {
-        (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf).freeze())
-    }
-}
-
-/// Maps an SDK error: unreachable endpoint → `Unavailable` naming it, 404 on an object →
-/// `NotFound`, anything else → `Backend` with the SDK's full context.
-fn sdk_error<E>(e: SdkError<E, HttpResponse>, endpoint: &str, id: Option<ObjectId>) -> StorageError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    if let (Some(id), Some(raw)) = (id, e.raw_response())
-        && raw.status().as_u16() == 404
-    {
-        return StorageError::NotFound(id);
-    }
-    match &e {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StorageError::Unavailable {
-            endpoint: endpoint.to_owned(),
-            reason: DisplayErrorContext(&e).to_string(),
-        },
-        _ => StorageError::Backend(DisplayErrorContext(&e).to_string()),
-    }
-}
-
 fn user_metadata(meta: &NewObject) -> HashMap<String, String> {
     HashMap::from([
         (
@@ -509,118 +393,4 @@ fn user_metadata(meta: &NewObject) -> HashMap<String, String> {
         ),
         ("format".to_owned(), meta.format.clone()),
     ])
-}
-
-/// An open multipart upload and its in-flight parts. Dropped without completing (an error, or
-/// the client going away and the call being dropped), it aborts itself in the background.
-struct Multipart {
-    client: Client,
-    bucket: String,
-    key: String,
-    upload_id: Option<String>,
-    tasks: JoinSet<Result<CompletedPart, StorageError>>,
-}
-
-impl Multipart {
-    fn spawn_part(&mut self, number: i32, data: Bytes, endpoint: String) {
-        let req = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(self.upload_id.clone().unwrap_or_default())
-            .part_number(number)
-            .content_length(data.len() as i64)
-            .body(ByteStream::from(data));
-        self.tasks.spawn(async move {
-            let out = req
-                .customize()
-                .disable_payload_signing()
-                .send()
-                .await
-                .map_err(|e| sdk_error(e, &endpoint, None))?;
-            Ok(CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_owned))
-                .build())
-        });
-    }
-
-    /// Stops in-flight parts and aborts the upload, waiting for it to finish. The abort runs
-    /// as its own task, so it completes even if the caller is dropped half way (the client
-    /// went away and the server dropped the call).
-    async fn abort(&mut self) {
-        if let Some(task) = self.spawn_abort() {
-            let _ = task.await;
-        }
-    }
-
-    fn spawn_abort(&mut self) -> Option<tokio::task::JoinHandle<()>> {
-        let upload_id = self.upload_id.take()?;
-        let tasks = std::mem::take(&mut self.tasks);
-        let rt = tokio::runtime::Handle::try_current().ok()?;
-        Some(rt.spawn(abort_upload(
-            self.client.clone(),
-            self.bucket.clone(),
-            self.key.clone(),
-            upload_id,
-            tasks,
-        )))
-    }
-}
-
-impl Drop for Multipart {
-    fn drop(&mut self) {
-        if self.upload_id.is_some() {
-            debug!(key = %self.key, "multipart upload dropped unfinished");
-            self.spawn_abort();
-        }
-    }
-}
-
-async fn abort_upload(
-    client: Client,
-    bucket: String,
-    key: String,
-    upload_id: String,
-    mut tasks: JoinSet<Result<CompletedPart, StorageError>>,
-) {
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
-    match client
-        .abort_multipart_upload()
-        .bucket(&bucket)
-        .key(&key)
-        .upload_id(&upload_id)
-        .send()
-        .await
-    {
-        Ok(_) => info!(%key, %upload_id, "multipart upload aborted"),
-        Err(e) => {
-            warn!(%key, %upload_id, error = %DisplayErrorContext(&e), "cannot abort multipart upload")
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parts_are_cut_exactly_in_their_own_allocations() {
-        let mut parts = PartBuffer::new(10);
-        assert_eq!(parts.push(Bytes::from_static(b"abcdef")), None);
-        let full = parts
-            .push(Bytes::from_static(b"ghijklm"))
-            .expect("full part");
-        assert_eq!(&full[..], b"abcdefghij");
-        assert_eq!(parts.buf.capacity(), 10, "next part gets a fresh buffer");
-        let exact = parts
-            .push(Bytes::from_static(b"nopqrst"))
-            .expect("exactly full");
-        assert_eq!(&exact[..], b"klmnopqrst");
-        assert_eq!(parts.take_rest(), None);
-        assert_eq!(parts.push(Bytes::from_static(b"uv")), None);
-        assert_eq!(parts.take_rest().as_deref(), Some(&b"uv"[..]));
-    }
 }
