@@ -31,7 +31,7 @@ pub struct UpArgs {
     /// Nodes to run, on ports 8001, 8002, ...
     #[arg(long, default_value_t = 2)]
     pub nodes: u16,
-    /// Worker processes per node (default: the cores shared out among the nodes).
+    /// Worker processes per node (default: two per core, shared out among the nodes).
     #[arg(long)]
     pub workers: Option<usize>,
 }
@@ -82,10 +82,9 @@ pub async fn run(config: Config, args: UpArgs) -> anyhow::Result<()> {
         shown_metrics(config.storage.metrics_listen),
     );
 
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let workers = args
-        .workers
-        .unwrap_or_else(|| (cores / usize::from(args.nodes.max(1))).max(1));
+    let workers = args.workers.unwrap_or_else(|| {
+        (wpsmesh_node::pool::workers_for_this_machine() / usize::from(args.nodes.max(1))).max(1)
+    });
     // One job store for every node: the in-process one unless the config names Redis.
     let store = wpsmesh_jobstore::open(&config.node.jobs).await?;
     let mut node_uris = Vec::new();

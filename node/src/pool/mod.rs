@@ -39,7 +39,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use config::{PoolConfig, WORKER_BINARY, WORKER_BINARY_ENV};
+pub use config::{
+    PoolConfig, WORKER_BINARY, WORKER_BINARY_ENV, WORKERS_PER_CORE, workers_for_this_machine,
+};
 pub use error::{PoolError, RunTimes};
 pub use job::{
     Format, InputValue, JobEvent, JobInput, JobOutput, OutputRequest, OutputValue, RunJob,
