@@ -4,82 +4,28 @@
 //! Run with `cargo test -p wpsmesh-node --test pool`; the worker binary is built first (or taken
 //! from `$WPSMESH_WORKER_BIN`). `RUST_LOG=wpsmesh_node=debug` shows the pool's and workers' logs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use common::Data;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use wpsmesh_node::pool::{
-    JobEvent, OutputValue, Pool, PoolConfig, PoolError, RunJob, RunOutcome, WORKER_BINARY_ENV,
-};
+use wpsmesh_node::pool::{JobEvent, OutputValue, Pool, PoolConfig, PoolError, RunJob, RunOutcome};
 
-const WORLD_MAP: &str = "/usr/share/qgis/resources/data/world_map.gpkg";
-/// Copies of one country in the slow layer: buffering it takes about a minute and reports
-/// progress every ~0.6 s (one feature takes ~30 ms).
-const SLOW_COPIES: u32 = 2000;
 const CANCEL_GRACE: Duration = Duration::from_secs(3);
 /// Scheduling slack on a loaded machine.
 const SLACK: Duration = Duration::from_millis(1500);
 
-/// Input files, made once per test run under cargo's target tmp dir.
-struct Data {
-    dir: PathBuf,
-    /// 240 country points (GeoJSON).
-    points: PathBuf,
-    /// France, SLOW_COPIES times (GeoPackage).
-    slow: PathBuf,
-}
+static DATA: LazyLock<Data> = LazyLock::new(|| Data::make("pool"));
 
-static DATA: LazyLock<Data> = LazyLock::new(|| {
-    assert!(
-        Path::new(WORLD_MAP).is_file(),
-        "{WORLD_MAP} is missing: apt-get install qgis-common"
-    );
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pool");
-    std::fs::create_dir_all(&dir).expect("data dir");
-    let points = dir.join("points.geojson");
-    let slow = dir.join("slow.gpkg");
-    let copies = format!(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {SLOW_COPIES}) \
-         SELECT c.geom AS geom, c.name AS name, n.i AS copy FROM countries c, n \
-         WHERE c.name = 'France'"
-    );
-    let point_sql = "SELECT ST_PointOnSurface(geom) AS geom, name FROM countries";
-    for (path, sql) in [(&points, point_sql), (&slow, copies.as_str())] {
-        let _ = std::fs::remove_file(path);
-        let status = Command::new("ogr2ogr")
-            .arg(path)
-            .arg(WORLD_MAP)
-            .args(["-dialect", "sqlite", "-sql", sql])
-            .status()
-            .expect("ogr2ogr (gdal-bin) runs");
-        assert!(status.success(), "ogr2ogr failed for {}", path.display());
-    }
-    Data { dir, points, slow }
-});
-
-/// Builds `wpsmesh-worker` (the pool finds it next to this test's `deps` folder).
-static WORKER_BUILT: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os(WORKER_BINARY_ENV).is_some() {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-p", "wpsmesh-qgis", "--bin", "wpsmesh-worker"]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    assert!(
-        build.status().expect("cargo runs").success(),
-        "cannot build wpsmesh-worker"
-    );
-});
+static WORKER_BUILT: LazyLock<()> = LazyLock::new(common::build_worker);
 
 /// A runtime shared by every test, so the shared pool's tasks outlive each test.
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {

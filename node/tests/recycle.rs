@@ -6,47 +6,22 @@
 //! Run with `cargo test -p wpsmesh-node --test recycle`; the worker binary is built first (or
 //! taken from `$WPSMESH_WORKER_BIN`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use common::Data;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wpsmesh_node::pool::{JobEvent, Pool, PoolConfig, PoolError, RunJob, WORKER_BINARY_ENV};
-use wpsmesh_tests::data;
+use wpsmesh_node::pool::{JobEvent, Pool, PoolConfig, PoolError, RunJob};
 
-/// Input files: the 240 country points, and France 2000 times (a job that runs about a minute).
-struct Data {
-    dir: PathBuf,
-    points: PathBuf,
-    slow: PathBuf,
-}
+static DATA: LazyLock<Data> = LazyLock::new(|| Data::make("recycle"));
 
-static DATA: LazyLock<Data> = LazyLock::new(|| {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recycle");
-    std::fs::create_dir_all(&dir).expect("data dir");
-    let points = data::derive(&dir, "points.geojson", data::POINTS_SQL);
-    let slow = data::derive(&dir, "slow.gpkg", &data::slow_sql(2000));
-    Data { dir, points, slow }
-});
-
-/// Builds `wpsmesh-worker` (the pool finds it next to this test's `deps` folder).
-static WORKER_BUILT: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os(WORKER_BINARY_ENV).is_some() {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-p", "wpsmesh-qgis", "--bin", "wpsmesh-worker"]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    assert!(build.status().expect("cargo runs").success());
-});
+static WORKER_BUILT: LazyLock<()> = LazyLock::new(common::build_worker);
 
 /// A pool and how long it took to start (a worker's start-up, spawn to ready).
 async fn start_pool(workers: usize, max_jobs_per_worker: u32) -> (Arc<Pool>, Duration) {

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use wpsmesh_tests::Launch;
 use wpsmesh_tests::load::{Load, Sent, hammer_with};
+use wpsmesh_tests::release_mesh;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -23,18 +23,7 @@ async fn main() -> anyhow::Result<()> {
         Err(_) => 5,
     };
     let dir = tempfile::tempdir()?;
-    let storage = Launch::storage(dir.path(), "storage")
-        .release()
-        .start()
-        .await?;
-    let node = Launch::node(dir.path(), "node", &storage.uri())
-        .release()
-        .start()
-        .await?;
-    let edge = Launch::edge(dir.path(), "edge", &storage.uri(), &[node.uri()])
-        .release()
-        .start()
-        .await?;
+    let (_storage, _node, edge) = release_mesh(dir.path()).await?;
     let caps = format!(
         "{}/api/wps?service=WPS&request=GetCapabilities&version=1.0.0",
         edge.uri()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wpsmesh_tests::load::{Load, hammer, percentile};
-use wpsmesh_tests::{Launch, data, mesh};
+use wpsmesh_tests::{data, mesh, release_mesh};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -42,18 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     let dir = tempfile::tempdir()?;
-    let storage = Launch::storage(dir.path(), "storage")
-        .release()
-        .start()
-        .await?;
-    let node = Launch::node(dir.path(), "node", &storage.uri())
-        .release()
-        .start()
-        .await?;
-    let edge = Launch::edge(dir.path(), "edge", &storage.uri(), &[node.uri()])
-        .release()
-        .start()
-        .await?;
+    let (_storage, _node, edge) = release_mesh(dir.path()).await?;
     let edge = edge.uri();
     let http = reqwest::Client::new();
 

@@ -13,7 +13,9 @@ mod redis;
 mod service;
 
 pub use redis::{RedisServer, command as redis_command};
-pub use service::{Launch, Service, edge_ready, grpc_serving, object_ids, until_serving};
+pub use service::{
+    Launch, Service, edge_ready, grpc_serving, object_ids, release_mesh, until_serving,
+};
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -278,6 +278,21 @@ impl Service {
     }
 }
 
+/// Release storage (local backend), one node over it and an edge over both, in `dir`: the mesh
+/// the edge benches measure. Returned as storage, node, edge.
+pub async fn release_mesh(dir: &Path) -> anyhow::Result<(Service, Service, Service)> {
+    let storage = Launch::storage(dir, "storage").release().start().await?;
+    let node = Launch::node(dir, "node", &storage.uri())
+        .release()
+        .start()
+        .await?;
+    let edge = Launch::edge(dir, "edge", &storage.uri(), &[node.uri()])
+        .release()
+        .start()
+        .await?;
+    Ok((storage, node, edge))
+}
+
 /// Whether the gRPC health service at `uri` says `service` is SERVING.
 pub async fn grpc_serving(uri: &str, service: &str) -> bool {
     let Ok(channel) = wpsmesh_runtime::grpc::channel(uri) else {
