@@ -42,7 +42,7 @@ pub enum Command {
         /// Address to listen on (default 0.0.0.0:8001).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Worker processes (default: two per core).
+        /// Worker processes (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
         /// The storage service, e.g. http://127.0.0.1:8800.

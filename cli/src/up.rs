@@ -31,7 +31,7 @@ pub struct UpArgs {
     /// Nodes to run, on ports 8001, 8002, ...
     #[arg(long, default_value_t = 2)]
     pub nodes: u16,
-    /// Worker processes per node (default: two per core, shared out among the nodes).
+    /// Worker processes per node (default: one per core, shared out among the nodes).
     #[arg(long)]
     pub workers: Option<usize>,
 }

@@ -16,7 +16,7 @@ pub const WORKER_BINARY_ENV: &str = "WPSMESH_WORKER_BIN";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
-    /// Worker processes; 0 means [`WORKERS_PER_CORE`] per core.
+    /// Worker processes; 0 means [`WORKERS_PER_CORE`] per core (one).
     pub workers: usize,
     /// The `wpsmesh-worker` binary. Unset: `$WPSMESH_WORKER_BIN`, else the binary next to the
     /// current executable (or one folder up, for test binaries in `target/*/deps`), else `PATH`.
@@ -62,12 +62,12 @@ impl Default for PoolConfig {
     }
 }
 
-/// Workers per core when their number is not configured. Measured with the fastpath bench
-/// (8 closed-loop clients, meshes with one and two workers per core loaded in turns): two per
-/// core served more Executes a second in four runs of five (+7 % in the longest, 25.2 against
-/// 23.5), as a worker waiting on its input, its pipe or the node between jobs leaves its core
-/// to another; each worker costs about 230 MiB.
-pub const WORKERS_PER_CORE: usize = 2;
+/// Workers per core when their number is not configured. Measured with the fastpath bench (8
+/// closed-loop clients, meshes with one and two workers per core loaded in turns): on a quiet
+/// machine one per core served more (40.2 against 38.7 Executes/s) with a lower p99 (251
+/// against 286 ms); two per core came out ahead only while other work shared the cores (it then
+/// takes a larger share of them, it is not faster), and each worker costs about 230 MiB.
+pub const WORKERS_PER_CORE: usize = 1;
 
 /// [`WORKERS_PER_CORE`] workers for each core of this machine.
 pub fn workers_for_this_machine() -> usize {

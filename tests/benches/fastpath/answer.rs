@@ -46,8 +46,17 @@ impl Form {
 
 /// Features of a GeoJSON document; None if it is not one.
 fn features(geojson: &[u8]) -> Option<usize> {
-    let doc: serde_json::Value = serde_json::from_slice(geojson).ok()?;
-    doc["features"].as_array().map(Vec::len)
+    serde_json::from_slice::<Collection>(geojson)
+        .ok()
+        .map(|c| c.features.len())
+}
+
+/// What the count needs of a FeatureCollection: the document is still parsed whole (so checked
+/// as JSON), its features skipped instead of built into values — the client's CPU comes out of
+/// the same two cores as the mesh's (3 ms a request with `serde_json::Value`).
+#[derive(serde::Deserialize)]
+struct Collection {
+    features: Vec<serde::de::IgnoredAny>,
 }
 
 /// Checks a GeoJSON document has the [`FEATURES`].
