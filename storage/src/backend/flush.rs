@@ -32,11 +32,11 @@ impl Flusher {
         Self { pending }
     }
 
-    /// Queues an object's files and the directory holding their names for the next flush.
-    pub(super) fn add(&self, files: impl IntoIterator<Item = PathBuf>, dir: &Path) {
+    /// Queues an object's files and the directories holding their names for the next flush.
+    pub(super) fn add(&self, files: Vec<PathBuf>, dirs: Vec<PathBuf>) {
         let mut pending = lock(&self.pending);
         pending.files.extend(files);
-        pending.dirs.insert(dir.to_owned());
+        pending.dirs.extend(dirs);
     }
 
     /// Files and directories waiting for a flush.

@@ -68,7 +68,7 @@ struct Commit {
     objects: PathBuf,
 }
 
-/// Files and directories (the object's first) a buffered object leaves to the flusher.
+/// Files and directories a buffered object leaves to the flusher.
 type FlushLater = (Vec<PathBuf>, Vec<PathBuf>);
 
 impl Commit {
@@ -191,10 +191,7 @@ impl Local {
             .map_err(std::io::Error::other)??;
         drop(staged);
         if let Some((files, dirs)) = flush_later {
-            for dir in &dirs {
-                self.flusher.add([], dir);
-            }
-            self.flusher.add(files, &dirs[0]);
+            self.flusher.add(files, dirs);
         }
         debug!(%id, length, ?meta.durability, "object written");
         Ok(to_info(id, record))
