@@ -4,6 +4,8 @@
 //! ([`propagate`], [`grpc`]).
 
 pub mod config;
+#[cfg(test)]
+mod ended;
 pub mod grpc;
 mod logline;
 pub mod metrics;

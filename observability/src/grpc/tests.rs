@@ -9,35 +9,11 @@ use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::StreamBody;
 use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
-
-/// Keeps the spans ended, as they end.
-#[derive(Debug, Default, Clone)]
-struct Ended(Arc<Mutex<Vec<SpanData>>>);
-
-impl SpanExporter for Ended {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.lock().expect("spans").extend(batch);
-        Ok(())
-    }
-}
-
-impl Ended {
-    fn spans(&self) -> Vec<SpanData> {
-        self.0.lock().expect("spans").clone()
-    }
-
-    /// The one span ended so far.
-    fn only(&self) -> SpanData {
-        let spans = self.spans();
-        assert_eq!(spans.len(), 1, "{spans:#?}");
-        spans.into_iter().next().expect("a span")
-    }
-}
+use crate::ended::Ended;
 
 /// Spans of this thread go to the returned exporter while the guard lives.
 fn capture() -> (Ended, SdkTracerProvider, tracing::subscriber::DefaultGuard) {

@@ -3,33 +3,14 @@
 //! (the gate in front of the OpenTelemetry layer, the provider's sampler and ids), their spans
 //! captured by an exporter in the test.
 
-use std::sync::{Arc, Mutex};
-
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
 use crate::config::Sampling;
+use crate::ended::Ended;
 use crate::otel::sampler;
-
-/// Keeps the spans ended, as they end.
-#[derive(Debug, Default, Clone)]
-struct Ended(Arc<Mutex<Vec<SpanData>>>);
-
-impl SpanExporter for Ended {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.lock().expect("spans").extend(batch);
-        Ok(())
-    }
-}
-
-impl Ended {
-    fn spans(&self) -> Vec<SpanData> {
-        self.0.lock().expect("spans").clone()
-    }
-}
 
 /// Runs `f` under a subscriber with the gate and a provider sampling as `sampling` says;
 /// returns what `f` returns and the spans exported.
