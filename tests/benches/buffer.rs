@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
 use wpsmesh_proto::wire::process::v1::{
-    ExecuteRequest, Input, ListProcessesRequest, LiteralValue, Reference, StoredObject, input,
-    reference,
+    ExecuteRequest, ListProcessesRequest, StoredObject, reference,
 };
 use wpsmesh_runtime::grpc;
 use wpsmesh_tests::data;
+use wpsmesh_tests::mesh::buffer_execute;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -59,29 +59,13 @@ async fn start(
 }
 
 fn buffer(object: &str) -> ExecuteRequest {
-    ExecuteRequest {
-        process_id: "native:buffer".into(),
-        inputs: vec![
-            Input {
-                id: "INPUT".into(),
-                value: Some(input::Value::Reference(Reference {
-                    source: Some(reference::Source::Object(StoredObject {
-                        id: object.into(),
-                        extension: "geojson".into(),
-                    })),
-                    format: None,
-                })),
-            },
-            Input {
-                id: "DISTANCE".into(),
-                value: Some(input::Value::Literal(LiteralValue {
-                    value: "1.5".into(),
-                    ..Default::default()
-                })),
-            },
-        ],
-        ..Default::default()
-    }
+    buffer_execute(
+        reference::Source::Object(StoredObject {
+            id: object.into(),
+            extension: "geojson".into(),
+        }),
+        "1.5",
+    )
 }
 
 /// Jobs per second with `workers` workers and as many clients, over `jobs` jobs.

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
         Err(_) => 5,
     };
     let dir = tempfile::tempdir()?;
-    let (_storage, _node, edge) = release_mesh(dir.path()).await?;
+    let (_storage, _node, edge) = release_mesh(dir.path(), &[]).await?;
     let caps = format!(
         "{}/api/wps?service=WPS&request=GetCapabilities&version=1.0.0",
         edge.uri()

@@ -6,7 +6,6 @@
 //! Run: `cargo build --release --bins && cargo bench -p wpsmesh-tests --bench job_list`
 //! (`WPSMESH_BENCH_JOBS=20000` for a smaller store).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use wpsmesh_proto::wire::process::v1::ListJobsRequest;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
 use wpsmesh_runtime::grpc;
 use wpsmesh_tests::load::percentile;
-use wpsmesh_tests::{Launch, RedisServer, Service};
+use wpsmesh_tests::{RedisServer, release_mesh};
 
 /// The page size of the figure.
 const LIMIT: u32 = 50;
@@ -77,22 +76,6 @@ async fn fill(url: &str, count: usize) -> anyhow::Result<Duration> {
         done??;
     }
     Ok(started.elapsed())
-}
-
-/// Storage, a node on the Redis store and an edge over it: the release binaries, each ready.
-async fn start(dir: &Path, redis_url: &str) -> anyhow::Result<[Service; 3]> {
-    let storage = Launch::storage(dir, "storage").release().start().await?;
-    let node = Launch::node(dir, "node", &storage.uri())
-        .release()
-        .env("WPSMESH_NODE__JOBS__STORE", "redis")
-        .env("WPSMESH_NODE__JOBS__REDIS_URL", redis_url)
-        .start()
-        .await?;
-    let edge = Launch::edge(dir, "edge", &storage.uri(), &[node.uri()])
-        .release()
-        .start()
-        .await?;
-    Ok([storage, node, edge])
 }
 
 fn report(what: &str, mut latencies: Vec<Duration>) {
@@ -203,7 +186,12 @@ async fn main() -> anyhow::Result<()> {
         filled.as_secs_f64()
     );
     redis.command(&["CONFIG", "SET", "appendfsync", "always"]);
-    let [_storage, node, edge] = start(dir.path(), &redis.url()).await?;
+    let redis_url = redis.url();
+    let node_env = [
+        ("WPSMESH_NODE__JOBS__STORE", "redis"),
+        ("WPSMESH_NODE__JOBS__REDIS_URL", redis_url.as_str()),
+    ];
+    let (_storage, node, edge) = release_mesh(dir.path(), &node_env).await?;
     let (node_uri, edge_url) = (node.uri(), edge.uri());
     report(
         &format!("ListJobs limit={LIMIT} via node gRPC, newest page"),

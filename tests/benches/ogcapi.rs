@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     let dir = tempfile::tempdir()?;
-    let (_storage, _node, edge) = release_mesh(dir.path()).await?;
+    let (_storage, _node, edge) = release_mesh(dir.path(), &[]).await?;
     let edge = edge.uri();
     let http = reqwest::Client::new();
 

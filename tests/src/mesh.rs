@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
-use wpsmesh_proto::wire::process::v1::{GetStatusRequest, JobStatus};
+use wpsmesh_proto::wire::process::v1::{
+    ExecuteRequest, GetStatusRequest, Input, JobStatus, LiteralValue, Reference, input, reference,
+};
 
 use crate::{Launch, RedisServer, Service, free_port, object_ids};
 
@@ -345,6 +347,31 @@ pub fn buffer_kvp(edge: &str, href: &str, distance: f64, form: &str) -> String {
          &DataInputs=INPUT=@xlink:href={href}@mimeType=application/geo%2Bjson;DISTANCE={distance}\
          &{form}"
     )
+}
+
+/// The gRPC Execute of native:buffer on `source` by `distance`, every output in its default
+/// form: what tests and benches send a node straight.
+pub fn buffer_execute(source: reference::Source, distance: &str) -> ExecuteRequest {
+    ExecuteRequest {
+        process_id: "native:buffer".into(),
+        inputs: vec![
+            Input {
+                id: "INPUT".into(),
+                value: Some(input::Value::Reference(Reference {
+                    source: Some(source),
+                    format: None,
+                })),
+            },
+            Input {
+                id: "DISTANCE".into(),
+                value: Some(input::Value::Literal(LiteralValue {
+                    value: distance.into(),
+                    ..Default::default()
+                })),
+            },
+        ],
+        ..Default::default()
+    }
 }
 
 /// Uploads `path` through the file API of the edge at `edge`; the object's retrieve href.

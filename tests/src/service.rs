@@ -278,14 +278,19 @@ impl Service {
     }
 }
 
-/// Release storage (local backend), one node over it and an edge over both, in `dir`: the mesh
-/// the edge benches measure. Returned as storage, node, edge.
-pub async fn release_mesh(dir: &Path) -> anyhow::Result<(Service, Service, Service)> {
+/// Release storage (local backend), one node over it (with `node_env` besides its defaults) and
+/// an edge over both, in `dir`: the mesh the edge benches measure. Returned as storage, node,
+/// edge.
+pub async fn release_mesh(
+    dir: &Path,
+    node_env: &[(&str, &str)],
+) -> anyhow::Result<(Service, Service, Service)> {
     let storage = Launch::storage(dir, "storage").release().start().await?;
-    let node = Launch::node(dir, "node", &storage.uri())
-        .release()
-        .start()
-        .await?;
+    let mut node = Launch::node(dir, "node", &storage.uri()).release();
+    for (key, value) in node_env {
+        node = node.env(*key, value);
+    }
+    let node = node.start().await?;
     let edge = Launch::edge(dir, "edge", &storage.uri(), &[node.uri()])
         .release()
         .start()

@@ -23,11 +23,10 @@ use serde_json::{Value, json};
 use tonic::Code;
 use wpsmesh_proto::metadata::LOCATOR_KEY;
 use wpsmesh_proto::wire::process::v1::{
-    ExecuteRequest, Input, JobState, LiteralValue, Reference, StoredObject, SubmitRequest,
-    Subscriber, input, reference,
+    ExecuteRequest, JobState, StoredObject, SubmitRequest, Subscriber, reference,
 };
 use wpsmesh_tests::Launch;
-use wpsmesh_tests::mesh::{Mesh, object_of};
+use wpsmesh_tests::mesh::{Mesh, buffer_execute, object_of};
 
 // ---------------------------------------------------------------------------------------------
 // Requests over gRPC, straight to the node.
@@ -49,25 +48,8 @@ fn subscriber(
 /// native:buffer (0.5) of `source`, with `subscriber`.
 fn buffer(source: reference::Source, subscriber: Option<Subscriber>) -> SubmitRequest {
     let execute = ExecuteRequest {
-        process_id: "native:buffer".into(),
-        inputs: vec![
-            Input {
-                id: "INPUT".into(),
-                value: Some(input::Value::Reference(Reference {
-                    source: Some(source),
-                    format: None,
-                })),
-            },
-            Input {
-                id: "DISTANCE".into(),
-                value: Some(input::Value::Literal(LiteralValue {
-                    value: "0.5".into(),
-                    ..Default::default()
-                })),
-            },
-        ],
         subscriber,
-        ..Default::default()
+        ..buffer_execute(source, "0.5")
     };
     SubmitRequest {
         execute: Some(execute),

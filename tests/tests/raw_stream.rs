@@ -6,10 +6,10 @@
 use serde_json::json;
 use tonic::Code;
 use wpsmesh_proto::wire::process::v1::{
-    ExecuteRequest, ExecuteStreamedRequest, Input, LiteralValue, OutputRequest, input,
+    ExecuteRequest, ExecuteStreamedRequest, OutputRequest, StoredObject, reference,
 };
 use wpsmesh_tests::data;
-use wpsmesh_tests::mesh::{Mesh, MeshSpec, buffer_kvp, feature_count};
+use wpsmesh_tests::mesh::{Mesh, MeshSpec, buffer_execute, buffer_kvp, feature_count};
 
 const POINTS: usize = 240;
 
@@ -82,36 +82,16 @@ async fn raw_outputs_stream_from_the_node_and_never_touch_storage() {
 async fn a_stream_of_an_output_not_asked_for_is_refused_naming_it() {
     let (mesh, href) = mesh().await;
     let object = wpsmesh_tests::mesh::object_of(&href);
+    let source = reference::Source::Object(StoredObject {
+        id: object,
+        extension: "geojson".into(),
+    });
     let execute = ExecuteRequest {
-        process_id: "native:buffer".into(),
-        inputs: vec![
-            Input {
-                id: "INPUT".into(),
-                value: Some(input::Value::Reference(
-                    wpsmesh_proto::wire::process::v1::Reference {
-                        source: Some(wpsmesh_proto::wire::process::v1::reference::Source::Object(
-                            wpsmesh_proto::wire::process::v1::StoredObject {
-                                id: object,
-                                extension: "geojson".into(),
-                            },
-                        )),
-                        format: None,
-                    },
-                )),
-            },
-            Input {
-                id: "DISTANCE".into(),
-                value: Some(input::Value::Literal(LiteralValue {
-                    value: "0.5".into(),
-                    ..Default::default()
-                })),
-            },
-        ],
         outputs: vec![OutputRequest {
             id: "OUTPUT".into(),
             ..Default::default()
         }],
-        ..Default::default()
+        ..buffer_execute(source, "0.5")
     };
     let call = |output: &str| {
         let mut node = mesh.node_client(0);
