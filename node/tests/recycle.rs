@@ -85,6 +85,55 @@ async fn crash_a_job(pool: &Arc<Pool>) -> u32 {
     pid
 }
 
+/// The worker's open descriptors: how many, and those on files deleted since.
+fn descriptors(pid: u32) -> (usize, Vec<String>) {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the worker's fds");
+    let targets: Vec<String> = entries
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    let deleted = targets
+        .iter()
+        .filter(|target| target.ends_with("(deleted)"))
+        .cloned()
+        .collect();
+    (targets.len(), deleted)
+}
+
+/// Workers do not age by the job: QGIS deletes a job's layers later (deleteLater), and a worker
+/// without an event loop used to keep each input file open forever (one descriptor a job, the
+/// cause of the slow-down the recycling bounds). Each job here reads its own copy of the input
+/// from its own folder, removed afterwards, as node jobs do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeps_no_file_open_after_its_jobs() {
+    const RUNS: usize = 20;
+    let (pool, _) = start_pool(1, 0).await;
+    let job_on_a_copy = || async {
+        let dir = tempfile::tempdir_in(&DATA.dir).expect("workdir");
+        let input = dir.path().join("input.geojson");
+        std::fs::copy(&DATA.points, &input).expect("copy the input");
+        let job = RunJob::new("native:buffer", dir.path())
+            .file("INPUT", &input)
+            .literal("DISTANCE", "0.5");
+        let (tx, _events) = mpsc::channel(64);
+        let outcome = pool.run(job, tx, CancellationToken::new()).await;
+        outcome.expect("buffer succeeds").worker_pid
+    };
+    let pid = job_on_a_copy().await;
+    let (before, _) = descriptors(pid);
+    for _ in 0..RUNS {
+        assert_eq!(job_on_a_copy().await, pid, "one worker, never recycled");
+    }
+    let (after, deleted) = descriptors(pid);
+    eprintln!("worker {pid}: {before} descriptors, {after} after {RUNS} more jobs");
+    assert!(deleted.is_empty(), "removed inputs still open: {deleted:?}");
+    assert!(
+        after < before + 3,
+        "{before} descriptors grew to {after} over {RUNS} jobs"
+    );
+    pool.shutdown().await;
+}
+
 /// The jobs a test runs at least, and the recycles it waits for (at most `CAP` jobs); each
 /// recycle takes a few jobs past the limit (as many as run during a start-up).
 const JOBS: usize = 30;

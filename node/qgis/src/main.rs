@@ -74,6 +74,7 @@ fn serve() -> anyhow::Result<()> {
                 tracing::debug!("no more requests");
                 return Ok(());
             };
+            let ran = matches!(command, Command::Run(_));
             let event = match command {
                 Command::Describe(_) => session.describe(py),
                 Command::Run(request) => {
@@ -109,6 +110,9 @@ fn serve() -> anyhow::Result<()> {
                 }
             };
             sink.send(event).context("cannot send an event")?;
+            if ran {
+                session.release(py);
+            }
         }
     })
 }

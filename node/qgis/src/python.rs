@@ -28,6 +28,7 @@ pub struct Started {
 pub struct Session {
     describe_all: Py<PyAny>,
     run: Py<PyAny>,
+    release: Py<PyAny>,
     dumps: Py<PyAny>,
     parameter_error: Py<PyAny>,
     cancelled: Py<PyAny>,
@@ -53,6 +54,7 @@ impl Session {
         let session = Self {
             describe_all: module("describe")?.getattr("describe_all")?.unbind(),
             run: module("run")?.getattr("run")?.unbind(),
+            release: module("run")?.getattr("release")?.unbind(),
             dumps: py.import("json")?.getattr("dumps")?.unbind(),
             parameter_error: errors.getattr("ParameterError")?.unbind(),
             cancelled: errors.getattr("Cancelled")?.unbind(),
@@ -89,6 +91,15 @@ impl Session {
         match result.and_then(|result| finished(&result, &request.job_id)) {
             Ok(finished) => Event::Finished(finished),
             Err(error) => Event::Failed(self.failure(py, &error, &request.job_id, log)),
+        }
+    }
+
+    /// Deletes what the last job left for the event loop (`run.release()`); call after its
+    /// answer is sent, so it is off the job's latency.
+    pub fn release(&self, py: Python<'_>) {
+        if let Err(error) = self.release.call0(py) {
+            let shown = wpsmesh_proto::text::one_line(&error.to_string());
+            tracing::warn!(error = %shown, "cannot release the last job's layers");
         }
     }
 
