@@ -124,6 +124,9 @@ async fn a_worker_keeps_no_file_open_after_its_jobs() {
     for _ in 0..RUNS {
         assert_eq!(job_on_a_copy().await, pid, "one worker, never recycled");
     }
+    // The worker releases a job's layers after answering, before it takes the next job: one
+    // more job (on the kept input) makes sure the last copy's turn to be released has come.
+    assert_eq!(buffer(&pool).await.0, pid);
     let (after, deleted) = descriptors(pid);
     eprintln!("worker {pid}: {before} descriptors, {after} after {RUNS} more jobs");
     assert!(deleted.is_empty(), "removed inputs still open: {deleted:?}");

@@ -4,6 +4,7 @@
 
 mod control;
 mod embed;
+mod geojson;
 mod interpreter;
 mod media;
 mod python;

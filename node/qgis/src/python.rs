@@ -42,6 +42,7 @@ impl Session {
         sys.setattr("argv", vec!["wpsmesh-worker"])?;
         sys.setattr("stdout", sys.getattr("stderr")?)?;
         embed::install(py)?;
+        crate::geojson::install(py)?;
         let init = py
             .import(format!("{}.bootstrap", embed::PACKAGE))?
             .call_method0("init")?;

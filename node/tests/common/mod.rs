@@ -1,5 +1,8 @@
 //! What the pool tests share: their input files and the worker binary they run.
 
+// Each test binary uses a part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -3,6 +3,12 @@
 Every complex output is written into the job's workdir as `<ID>.<ext>`. A zipped shapefile is
 written into `<ID>_files/<ID>.shp` and a destination folder into `<ID>_files/`, then zipped into
 `<ID>.zip`. Layers an algorithm changes in place are exported after the run.
+
+A GeoJSON feature sink of an algorithm that can write to memory goes to a memory layer, written
+after the run by the worker's native writer (`wpsmesh_native.write_geojson`: GDAL's document,
+numbers in their shortest exact form, several times faster than GDAL's coordinate formatting);
+what that writer does not handle (dates, lists, curves, a CRS without an EPSG code) is written
+by GDAL, as before.
 """
 
 import os
@@ -16,6 +22,11 @@ from qgis.core import QgsMapLayerType, QgsProcessingUtils, QgsVectorFileWriter
 from . import formats, params
 from .errors import ExecutionError, ParameterError
 
+try:
+    import wpsmesh_native  # the worker's own module (node/qgis/src/geojson.rs)
+except ImportError:  # outside the worker (selfcheck.py): GDAL writes every layer
+    wpsmesh_native = None
+
 
 @dataclass
 class Output:
@@ -28,6 +39,7 @@ class Output:
     pack_dir: str | None  # a folder zipped into `file` after the run
     destination: bool  # False for a layer changed in place, exported after the run
     returned: bool  # False for a required destination the client did not ask for
+    via_memory: bool = False  # a GeoJSON sink run into a memory layer, written after the run
 
 
 def plan(alg, description: dict, requested: dict, workdir: str) -> list:
@@ -49,8 +61,17 @@ def plan(alg, description: dict, requested: dict, workdir: str) -> list:
         choices = spec["complex"]["formats"]
         fmt = formats.choose((requested.get(name) or {}).get("format"), choices, name) \
             if wanted else choices[0]
-        planned.append(_output(name, fmt, param if destination else None, workdir, wanted))
+        output = _output(name, fmt, param if destination else None, workdir, wanted)
+        output.via_memory = destination and fmt["extension"] == "geojson" and _to_memory(alg, param)
+        planned.append(output)
     return planned
+
+
+def _to_memory(alg, param) -> bool:
+    """Whether the algorithm can write this sink to a memory layer (not GDAL's own tools)."""
+    provider = alg.provider()
+    return (param.type() == "sink" and param.supportsNonFileBasedOutput()
+            and provider is not None and provider.supportsNonFileBasedOutput())
 
 
 def _output(name: str, fmt: dict, param, workdir: str, wanted: bool) -> Output:
@@ -69,7 +90,7 @@ def _output(name: str, fmt: dict, param, workdir: str, wanted: bool) -> Output:
 
 def destination_values(planned: list) -> dict:
     """The QGIS parameter values of the destination parameters."""
-    return {o.id: o.target for o in planned if o.destination}
+    return {o.id: "memory:" if o.via_memory else o.target for o in planned if o.destination}
 
 
 def collect(planned: list, description: dict, requested: dict, results: dict, context) -> dict:
@@ -78,7 +99,7 @@ def collect(planned: list, description: dict, requested: dict, results: dict, co
     for output in planned:
         if not output.returned:
             continue
-        if not output.destination:
+        if not output.destination or output.via_memory:
             _export(output, results.get(output.id), context)
         if output.pack_dir:
             _zip(output.pack_dir, output.file)
@@ -94,7 +115,7 @@ def collect(planned: list, description: dict, requested: dict, results: dict, co
 
 
 def _export(output: Output, value, context) -> None:
-    """Write the layer an algorithm changed in place (its result is a layer id or path)."""
+    """Write the layer an algorithm changed in place or wrote to memory (a layer id or path)."""
     layer = QgsProcessingUtils.mapLayerFromString(str(value), context) if value else None
     if layer is None:
         raise ExecutionError(f"{output.id}: the algorithm returned no layer")
@@ -102,6 +123,13 @@ def _export(output: Output, value, context) -> None:
         gdal.Translate(output.target, layer.source(), format="GTiff",
                        creationOptions=["COPY_SRC_OVERVIEWS=YES"])
         return
+    if output.target.endswith(".geojson"):
+        try:
+            _write_geojson(layer, output.target)
+            return
+        except TypeError:  # something the native writer leaves to GDAL
+            if os.path.exists(output.target):
+                os.remove(output.target)
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = QgsVectorFileWriter.driverForExtension(os.path.splitext(output.target)[1])
     options.fileEncoding = "UTF-8"
@@ -109,6 +137,24 @@ def _export(output: Output, value, context) -> None:
         layer, output.target, context.transformContext(), options)
     if error != QgsVectorFileWriter.NoError:
         raise ExecutionError(f"{output.id}: cannot write the layer: {message}")
+
+
+def _write_geojson(layer, path: str) -> None:
+    """The layer as GDAL's GeoJSON document, by the native writer; TypeError if it cannot."""
+    if wpsmesh_native is None:
+        raise TypeError("no native writer outside the worker")
+    crs = layer.crs()
+    urn = None
+    if crs.isValid():
+        auth = crs.authid()
+        if not auth.startswith("EPSG:"):
+            raise TypeError(f"CRS {auth or crs.description()} has no EPSG code")
+        urn = "urn:ogc:def:crs:OGC:1.3:CRS84" if auth == "EPSG:4326" \
+            else f"urn:ogc:def:crs:EPSG::{auth[5:]}"
+    features = ((f.geometry().asWkb().data() if f.hasGeometry() else None, f.attributes())
+                for f in layer.getFeatures())
+    name = os.path.splitext(os.path.basename(path))[0]
+    wpsmesh_native.write_geojson(path, name, urn, layer.fields().names(), features)
 
 
 def _zip(folder: str, path: str) -> None:
