@@ -105,3 +105,14 @@ if [ ! -x "$TOOLS/venv/bin/moto_server" ]; then
 else
   log "moto_server present"
 fi
+
+# The best peer for bench fastpath (tests/benches/peer): PyWPS under gunicorn, pinned, in
+# a venv that sees Debian's python3-qgis (system site packages).
+if [ ! -x "$TOOLS/peer-venv/bin/gunicorn" ] \
+  || ! "$TOOLS/peer-venv/bin/python" -c "import pywps, qgis.core" 2>/dev/null; then
+  log "installing the PyWPS peer (bench fastpath)"
+  /usr/bin/python3 -m venv --system-site-packages "$TOOLS/peer-venv"
+  "$TOOLS/peer-venv/bin/pip" install --quiet --disable-pip-version-check "pywps==4.8.1" "gunicorn==23.0.0"
+else
+  log "PyWPS peer present"
+fi

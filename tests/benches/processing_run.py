@@ -17,18 +17,11 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.append("/usr/share/qgis/python/plugins")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qgis_headless  # noqa: E402
 
-from qgis.core import QgsApplication  # noqa: E402
-
-app = QgsApplication([], False)
-app.setPrefixPath("/usr", True)
-app.initQgis()
+app = qgis_headless.start()
 import processing  # noqa: E402
-from processing.core.Processing import Processing  # noqa: E402
-
-Processing.initialize()
 
 
 def run(points, out, distance):
