@@ -1,7 +1,8 @@
 //! GeoJSON outputs against the real QGIS: a feature sink the worker writes with its native writer
 //! (node/qgis/src/geojson.rs) holds the same features as `qgis_process` writes through GDAL, with
-//! every coordinate in its shortest exact form, and a layer that writer leaves to GDAL (a date
-//! attribute) still comes out whole through GDAL.
+//! every coordinate in its shortest exact form; a layer that writer leaves to GDAL (a date
+//! attribute) still comes out whole through GDAL, and so does the output of a job whose inputs
+//! are too large to hold its output in memory.
 //!
 //! Run with `cargo test -p wpsmesh-node --test geojson`.
 
@@ -33,7 +34,17 @@ async fn pool() -> Pool {
 
 /// Runs `process` on the points with `literals`; the GeoJSON file of its OUTPUT.
 async fn run(pool: &Pool, dir: &Path, process: &str, literals: &[(&str, &str)]) -> PathBuf {
-    let mut job = RunJob::new(process, dir).file("INPUT", &DATA.points);
+    run_on(pool, dir, &DATA.points, process, literals).await
+}
+
+async fn run_on(
+    pool: &Pool,
+    dir: &Path,
+    input: &Path,
+    process: &str,
+    literals: &[(&str, &str)],
+) -> PathBuf {
+    let mut job = RunJob::new(process, dir).file("INPUT", input);
     for (id, value) in literals {
         job = job.literal(id, *value);
     }
@@ -118,13 +129,67 @@ async fn a_buffer_written_natively_equals_gdals_with_exact_coordinates() {
     assert_same(&ours_doc["features"], &theirs["features"], "features");
     // The native writer's mark: every coordinate is the shortest text of its double, where
     // GDAL's 15 decimals are not (the reference is the control).
-    let shortest = |t: &&str| ryu::Buffer::new().format(t.parse::<f64>().expect("number")) == *t;
     let text = std::fs::read_to_string(&ours).expect("ours");
-    let tokens = first_coordinates(&text);
-    assert!(tokens.len() > 40, "{tokens:?}");
-    assert!(tokens.iter().all(shortest), "not shortest: {tokens:?}");
+    assert!(first_coordinates(&text).len() > 40);
+    assert!(written_shortest(&text), "{:?}", first_coordinates(&text));
     let gdal = std::fs::read_to_string(&reference).expect("reference");
-    assert!(!first_coordinates(&gdal).iter().all(shortest));
+    assert!(!written_shortest(&gdal));
+    pool.shutdown().await;
+}
+
+/// Whether every coordinate of the first geometry in `text` is written in its shortest form
+/// (GDAL's 15 decimals are not, for numbers of 10 and over).
+fn written_shortest(text: &str) -> bool {
+    first_coordinates(text)
+        .iter()
+        .all(|t| ryu::Buffer::new().format(t.parse::<f64>().expect("number")) == *t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_inputs_over_64_mib_streams_its_output_through_gdal() {
+    const FEATURES: usize = 66;
+    let pool = pool().await;
+    let dir = tempfile::tempdir_in(&DATA.dir).expect("workdir");
+    // 66 points carrying 1 MiB each: over the 64 MiB the worker holds an output in memory for.
+    // Coordinates over 10, where GDAL's 15 decimals are 17 digits, longer than the shortest.
+    let pad = "x".repeat(1 << 20);
+    let features: Vec<Value> = (0..FEATURES)
+        .map(|i| {
+            serde_json::json!({"type": "Feature", "properties": {"n": i, "pad": pad},
+                "geometry": {"type": "Point", "coordinates": [20.0 + i as f64 / 3.0, 40.0 + 1.0 / 7.0]}})
+        })
+        .collect();
+    let big = dir.path().join("big.geojson");
+    let doc = serde_json::json!({"type": "FeatureCollection", "features": features});
+    std::fs::write(&big, doc.to_string()).expect("write the large input");
+    assert!(std::fs::metadata(&big).expect("size").len() > 64 << 20);
+    let out = run_on(
+        &pool,
+        dir.path(),
+        &big,
+        "native:buffer",
+        &[("DISTANCE", "0.5")],
+    )
+    .await;
+    let text = std::fs::read_to_string(&out).expect("output");
+    let written: Value = serde_json::from_str(&text).expect("GeoJSON");
+    let features = written["features"].as_array().expect("features");
+    assert_eq!(features.len(), FEATURES);
+    assert!(
+        features
+            .iter()
+            .all(|f| f["properties"]["pad"] == pad.as_str())
+    );
+    assert!(
+        !written_shortest(&text),
+        "GDAL's own formatting: {:?}",
+        first_coordinates(&text)
+    );
+    // The control: the same algorithm on the small points goes through memory.
+    let small = run(&pool, dir.path(), "native:buffer", &[("DISTANCE", "0.5")]).await;
+    assert!(written_shortest(
+        &std::fs::read_to_string(small).expect("small")
+    ));
     pool.shutdown().await;
 }
 

@@ -8,7 +8,9 @@ A GeoJSON feature sink of an algorithm that can write to memory goes to a memory
 after the run by the worker's native writer (`wpsmesh_native.write_geojson`: GDAL's document,
 numbers in their shortest exact form, several times faster than GDAL's coordinate formatting);
 what that writer does not handle (dates, lists, curves, a CRS without an EPSG code) is written
-by GDAL, as before.
+by GDAL, as before. A memory layer holds the whole output, so only jobs with file inputs of at
+most MEMORY_SINK_MAX_INPUT in all take that way; the others (large inputs, or outputs made from
+parameters alone, like a grid) stream to disk through GDAL.
 """
 
 import os
@@ -28,6 +30,17 @@ except ImportError:  # outside the worker (selfcheck.py): GDAL writes every laye
     wpsmesh_native = None
 
 
+MEMORY_SINK_MAX_INPUT = 64 * 1024 * 1024
+
+
+def memory_sinks_allowed(inputs: dict) -> bool:
+    """Whether a job's GeoJSON sinks may go through memory: it reads files, MEMORY_SINK_MAX_INPUT
+    bytes at most in all (outputs of vector algorithms grow with their inputs)."""
+    sizes = [os.path.getsize(value["file"])
+             for values in inputs.values() for value in values if "file" in value]
+    return bool(sizes) and sum(sizes) <= MEMORY_SINK_MAX_INPUT
+
+
 @dataclass
 class Output:
     """One complex output of a run."""
@@ -42,8 +55,9 @@ class Output:
     via_memory: bool = False  # a GeoJSON sink run into a memory layer, written after the run
 
 
-def plan(alg, description: dict, requested: dict, workdir: str) -> list:
-    """The complex outputs of a run; `requested` maps output ids to {"format"}, all when empty."""
+def plan(alg, description: dict, requested: dict, workdir: str, via_memory: bool) -> list:
+    """The complex outputs of a run; `requested` maps output ids to {"format"}, all when empty.
+    `via_memory`: GeoJSON sinks may go through a memory layer (see memory_sinks_allowed)."""
     described = {spec["id"]: spec for spec in description["outputs"]}
     for name in requested:
         if name not in described:
@@ -62,7 +76,8 @@ def plan(alg, description: dict, requested: dict, workdir: str) -> list:
         fmt = formats.choose((requested.get(name) or {}).get("format"), choices, name) \
             if wanted else choices[0]
         output = _output(name, fmt, param if destination else None, workdir, wanted)
-        output.via_memory = destination and fmt["extension"] == "geojson" and _to_memory(alg, param)
+        output.via_memory = via_memory and destination and fmt["extension"] == "geojson" \
+            and _to_memory(alg, param)
         planned.append(output)
     return planned
 

@@ -33,7 +33,8 @@ def run(process_id: str, inputs: dict, outputs: dict, workdir: str,
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     parameters = convert.convert_inputs(alg, description, inputs, context)
-    planned = output_files.plan(alg, description, outputs, workdir)
+    via_memory = output_files.memory_sinks_allowed(inputs)
+    planned = output_files.plan(alg, description, outputs, workdir, via_memory)
     parameters.update(output_files.destination_values(planned))
     ok, message = alg.checkParameterValues(parameters, context)
     if not ok:
