@@ -28,9 +28,9 @@ pub struct PoolConfig {
     /// Default 10,000, from the ageing curve (`cargo bench -p wpsmesh-tests --bench worker_age`:
     /// native:buffer of 240 points, 3000 times on one worker): since a worker deletes each job's
     /// layers after the job (`run.release()`), CPU per job stays flat within the machine's
-    /// noise and RSS grows 229 → 231 MiB over 3000 jobs, while a start costs about 1.5 s of CPU.
-    /// Recycling is only a net for leaks of other algorithms: at 10,000 jobs a start costs
-    /// under 0.3 % of a worker's life. (Before that fix, every job kept its input open and
+    /// noise (about 22 ms) and RSS grows 226 → 227 MiB over 3000 jobs, while a start costs
+    /// about 1.5–1.7 s of CPU. Recycling is only a net for leaks of other algorithms: at 10,000
+    /// jobs a start costs under 1 % of a worker's CPU. (Before that fix, every job kept its input open and
     /// workers slowed by +20 % after 500 jobs, so the default was 500.)
     pub max_jobs_per_worker: u32,
     /// How long a job may run when the request sets no timeout; the worker is killed after.
