@@ -25,7 +25,7 @@ from . import formats, params
 from .errors import ExecutionError, ParameterError
 
 try:
-    import wpsmesh_native  # the worker's own module (node/qgis/src/geojson.rs)
+    import wpsmesh_native  # the worker's own module (node/qgis/src/geojson/)
 except ImportError:  # outside the worker (selfcheck.py): GDAL writes every layer
     wpsmesh_native = None
 
