@@ -537,7 +537,21 @@ async fn while_redis_is_away_job_calls_fail_and_they_work_again_when_it_is_back(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (again, _) = m.submit(0, &buffer(&points)).await;
+    // Each node reconnects on its own: until both have, a submit balanced to the other may still
+    // be refused, with the reason; it is accepted before the deadline.
+    let again = loop {
+        let (status, _, body) = m.try_submit(0, &buffer(&points)).await;
+        if status == 201 {
+            break body["jobID"].as_str().expect("jobID").to_owned();
+        }
+        assert_eq!(status, 503, "submit after redis came back: {body}");
+        assert!(body.to_string().contains("job store"), "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "no submit accepted 30 s after redis came back: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let job = m
         .wait_job(0, &again, "succeeded", Duration::from_secs(60))
         .await;
