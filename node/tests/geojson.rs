@@ -15,7 +15,7 @@ use common::Data;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wpsmesh_node::pool::{OutputValue, Pool, PoolConfig, RunJob};
+use wpsmesh_node::pool::{OutputValue, Pool, PoolConfig, PoolError, RunJob};
 use wpsmesh_tests::formats::qgis_process;
 
 static DATA: LazyLock<Data> = LazyLock::new(|| Data::make("geojson"));
@@ -215,5 +215,34 @@ async fn a_layer_with_dates_is_written_by_gdal_whole() {
     assert_eq!(ours_doc["features"].as_array().map(Vec::len), Some(240));
     assert_eq!(ours_doc["features"][0]["properties"]["day"], "2020-01-02");
     assert_same(&ours_doc["features"], &theirs["features"], "features");
+    pool.shutdown().await;
+}
+
+/// A GeoJSON output the worker cannot write fails the job with the output and the reason, and
+/// the worker serves the next job (the buffer tests above are the positive control).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_cannot_be_written_fails_the_job_with_the_reason() {
+    let pool = pool().await;
+    let dir = tempfile::tempdir_in(&DATA.dir).expect("workdir");
+    // Where the output file goes, a folder: creating the file fails.
+    std::fs::create_dir(dir.path().join("OUTPUT.geojson")).expect("blocking folder");
+    let job = RunJob::new("native:buffer", dir.path())
+        .file("INPUT", &DATA.points)
+        .literal("DISTANCE", "0.5");
+    let (tx, _events) = mpsc::channel(64);
+    let error = pool.run(job, tx, CancellationToken::new()).await;
+    match error {
+        Err(PoolError::Execution { message, .. }) => {
+            assert!(
+                message.contains("OUTPUT: cannot write the layer"),
+                "{message}"
+            );
+            assert!(message.contains("Is a directory"), "{message}");
+        }
+        other => panic!("expected an execution failure, got {other:?}"),
+    }
+    let fresh = tempfile::tempdir_in(&DATA.dir).expect("workdir");
+    let out = run(&pool, fresh.path(), "native:buffer", &[("DISTANCE", "0.5")]).await;
+    assert_eq!(read(&out)["features"].as_array().map(Vec::len), Some(240));
     pool.shutdown().await;
 }

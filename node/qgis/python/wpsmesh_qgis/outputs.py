@@ -143,8 +143,10 @@ def _export(output: Output, value, context) -> None:
             _write_geojson(layer, output.target)
             return
         except TypeError:  # something the native writer leaves to GDAL
-            if os.path.exists(output.target):
+            if os.path.isfile(output.target):
                 os.remove(output.target)
+        except OSError as e:
+            raise ExecutionError(f"{output.id}: cannot write the layer: {e}") from None
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = QgsVectorFileWriter.driverForExtension(os.path.splitext(output.target)[1])
     options.fileEncoding = "UTF-8"
