@@ -1,9 +1,25 @@
-//! For this crate's tests: an exporter that keeps the spans ended, as they end.
+//! For this crate's tests: an exporter that keeps the spans ended, as they end, and a subscriber
+//! sending this thread's spans to it.
 
 use std::sync::{Arc, Mutex};
 
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Spans of this thread go, through the OpenTelemetry layer alone (no sampling gate), to the
+/// returned exporter while the guard lives.
+pub(crate) fn capture() -> (Ended, SdkTracerProvider, tracing::subscriber::DefaultGuard) {
+    let ended = Ended::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(ended.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let guard = tracing::subscriber::set_default(subscriber);
+    (ended, provider, guard)
+}
 
 /// Keeps the spans ended, as they end.
 #[derive(Debug, Default, Clone)]

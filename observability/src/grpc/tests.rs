@@ -8,24 +8,11 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::StreamBody;
-use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
-use tracing_subscriber::layer::SubscriberExt;
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry_sdk::trace::SpanData;
 
 use super::*;
-use crate::ended::Ended;
-
-/// Spans of this thread go to the returned exporter while the guard lives.
-fn capture() -> (Ended, SdkTracerProvider, tracing::subscriber::DefaultGuard) {
-    let ended = Ended::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(ended.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    let guard = tracing::subscriber::set_default(subscriber);
-    (ended, provider, guard)
-}
+use crate::ended::capture;
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes

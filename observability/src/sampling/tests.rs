@@ -9,7 +9,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
 use crate::config::Sampling;
-use crate::ended::Ended;
+use crate::ended::{Ended, capture};
 use crate::otel::sampler;
 
 /// Runs `f` under a subscriber with the gate and a provider sampling as `sampling` says;
@@ -159,20 +159,14 @@ fn a_ratio_samples_each_new_trace_once_on_the_trace_id_it_answers_with() {
 
 #[test]
 fn without_the_gate_spans_are_made_as_before() {
-    let ended = Ended::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(ended.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let (ended, provider, guard) = capture();
     let caller = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{caller}-00f067aa0ba902b7-01");
-    tracing::subscriber::with_default(subscriber, || {
-        let span = propagate::server_span(&headers(Some(&traceparent)), || {
-            tracing::info_span!("request")
-        });
-        assert_eq!(propagate::trace_id(&span).as_deref(), Some(caller));
+    let span = propagate::server_span(&headers(Some(&traceparent)), || {
+        tracing::info_span!("request")
     });
+    assert_eq!(propagate::trace_id(&span).as_deref(), Some(caller));
+    drop((span, guard));
     let _ = provider.force_flush();
     let spans = ended.spans();
     assert_eq!(spans.len(), 1, "{spans:#?}");
