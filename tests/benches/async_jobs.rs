@@ -23,6 +23,7 @@ use wpsmesh_proto::wire::process::v1::{
     StoredObject, SubmitRequest, input, reference,
 };
 use wpsmesh_runtime::grpc;
+use wpsmesh_tests::bench::setting;
 use wpsmesh_tests::{RedisServer, data};
 
 /// The store's key prefix (the default), so the expiry set is `{wpsmesh}:expiry`.
@@ -359,10 +360,7 @@ impl Scripts {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let jobs: usize = std::env::var("WPSMESH_BENCH_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let jobs: usize = setting("WPSMESH_BENCH_JOBS", 1000);
     let one_by_one = (jobs / 5).max(10);
     if let Ok(filter) = std::env::var("WPSMESH_BENCH_LOG") {
         tracing_subscriber::fmt().with_env_filter(filter).init();

@@ -17,16 +17,13 @@ use wpsmesh_proto::wire::process::v1::{
     ExecuteRequest, ListProcessesRequest, StoredObject, reference,
 };
 use wpsmesh_runtime::grpc;
+use wpsmesh_tests::bench::ms;
 use wpsmesh_tests::data;
 use wpsmesh_tests::mesh::buffer_execute;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// Starts storage and a node with `workers` workers; returns the node client and the stored

@@ -9,12 +9,9 @@
 
 use std::time::Duration;
 
+use wpsmesh_tests::bench::ms;
 use wpsmesh_tests::load::{Load, Sent, hammer_with};
 use wpsmesh_tests::release_mesh;
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

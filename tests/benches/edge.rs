@@ -16,12 +16,9 @@ use wpsmesh_proto::wire::process::v1::{
     reference,
 };
 use wpsmesh_runtime::grpc;
+use wpsmesh_tests::bench::{ms, setting};
 use wpsmesh_tests::data;
 use wpsmesh_tests::load::percentile;
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 async fn start(dir: &Path) -> anyhow::Result<(String, String, String)> {
     let storage_uri = wpsmesh_storage::spawn_local(dir.join("storage")).await?;
@@ -108,10 +105,7 @@ fn wps_execute_xml(href: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let secs: u64 = std::env::var("WPSMESH_BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let secs: u64 = setting("WPSMESH_BENCH_SECS", 5);
     let runs = 30;
     let dir = tempfile::tempdir()?;
     let (edge, node_uri, storage_uri) = start(dir.path()).await?;

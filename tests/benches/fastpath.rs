@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use answer::{Answer, FEATURES, Form, check_features, timed_get};
 use closed_loop::{LOAD_HEAD, LoadRow, Pids, measured};
+use wpsmesh_tests::bench::{ms, setting};
 use wpsmesh_tests::load::percentile;
 use wpsmesh_tests::mesh::{buffer_kvp, upload};
 use wpsmesh_tests::{Launch, Service, cpu, data, free_port};
@@ -42,17 +43,6 @@ const DISTANCE: f64 = 0.5;
 /// The best peer at 8 clients in issue 14: requests/s and p99 ms.
 const PEER: (f64, f64) = (19.0, 548.0);
 const WARM_UP_ROUNDS: usize = 5;
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn setting(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Storage, one node with `workers` workers and the edge: release processes, killed on drop.
 struct Mesh {
@@ -181,8 +171,8 @@ async fn latency(
 /// `WPSMESH_BENCH_HOLD=1`: the load alone, with the pids to attach a profiler to.
 async fn hold(dir: &Path, points: &Path, http: &reqwest::Client) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let workers = setting("WPSMESH_BENCH_WORKERS", cores as u64) as usize;
-    let clients = setting("WPSMESH_BENCH_CLIENTS", 8) as usize;
+    let workers = setting("WPSMESH_BENCH_WORKERS", cores);
+    let clients = setting("WPSMESH_BENCH_CLIENTS", 8);
     let secs = Duration::from_secs(setting("WPSMESH_BENCH_SECS", 20));
     let mesh = Mesh::start(dir, workers).await?;
     let url = mesh.url(http, points, Form::Raw).await;
@@ -209,7 +199,7 @@ async fn hold(dir: &Path, points: &Path, http: &reqwest::Client) -> anyhow::Resu
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let runs = setting("WPSMESH_BENCH_RUNS", 30) as usize;
+    let runs = setting("WPSMESH_BENCH_RUNS", 30);
     let secs = Duration::from_secs(setting("WPSMESH_BENCH_SECS", 20));
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let dir = tempfile::tempdir()?;
@@ -237,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(mesh);
 
-    let rounds = setting("WPSMESH_BENCH_ROUNDS", 2) as u32;
+    let rounds = setting("WPSMESH_BENCH_ROUNDS", 2);
     println!("\n8 clients by workers per core: both meshes up, {rounds} alternating rounds");
     println!("{LOAD_HEAD}");
     let mut meshes = Vec::new();

@@ -16,6 +16,7 @@ use wpsmesh_proto::process::JobId;
 use wpsmesh_proto::wire::process::v1::ListJobsRequest;
 use wpsmesh_proto::wire::process::v1::process_service_client::ProcessServiceClient;
 use wpsmesh_runtime::grpc;
+use wpsmesh_tests::bench::{ms, setting};
 use wpsmesh_tests::load::percentile;
 use wpsmesh_tests::{RedisServer, release_mesh};
 
@@ -28,15 +29,8 @@ const FILLERS: usize = 64;
 /// The goal for p99.
 const GOAL_MS: f64 = 10.0;
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn jobs_wanted() -> usize {
-    std::env::var("WPSMESH_BENCH_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
+    setting("WPSMESH_BENCH_JOBS", 100_000)
 }
 
 fn redis_config(url: &str) -> JobsConfig {

@@ -10,12 +10,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use wpsmesh_tests::bench::{ms, setting};
 use wpsmesh_tests::load::{Load, hammer, percentile};
 use wpsmesh_tests::{data, mesh, release_mesh};
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// One timed request that must succeed; its body is read whole.
 async fn timed(request: reqwest::RequestBuilder) -> anyhow::Result<(Duration, bytes::Bytes)> {
@@ -37,10 +34,7 @@ async fn main() -> anyhow::Result<()> {
         Ok(v) => v.parse::<u64>()?,
         Err(_) => 5,
     };
-    let runs = std::env::var("WPSMESH_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let runs = setting("WPSMESH_BENCH_RUNS", 30);
     let dir = tempfile::tempdir()?;
     let (_storage, _node, edge) = release_mesh(dir.path(), &[]).await?;
     let edge = edge.uri();

@@ -23,6 +23,7 @@ use wpsmesh_proto::storage::client::StorageClient;
 use wpsmesh_proto::storage::{NewObject, ObjectId};
 use wpsmesh_proto::wire::storage::v1::UploadMetadata;
 use wpsmesh_storage::{Backend, BackendKind, Config, S3Config};
+use wpsmesh_tests::bench::setting;
 use wpsmesh_tests::{ChildGuard, S3sFs, content, find_binary, free_port, wait_for_tcp};
 
 const MIB: usize = 1024 * 1024;
@@ -84,18 +85,10 @@ impl Server {
             bucket: BUCKET.into(),
             ..S3Config::default()
         };
-        if let Some(mib) = env_num("WPSMESH_BENCH_PART_MIB") {
-            c.part_size = mib * MIB;
-        }
-        if let Some(n) = env_num("WPSMESH_BENCH_CONCURRENCY") {
-            c.upload_concurrency = n;
-        }
+        c.part_size = setting("WPSMESH_BENCH_PART_MIB", c.part_size / MIB) * MIB;
+        c.upload_concurrency = setting("WPSMESH_BENCH_CONCURRENCY", c.upload_concurrency);
         c
     }
-}
-
-fn env_num(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -255,7 +248,7 @@ async fn main() -> anyhow::Result<()> {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let rounds = env_num("WPSMESH_BENCH_ROUNDS").unwrap_or(5).max(1);
+    let rounds = setting("WPSMESH_BENCH_ROUNDS", 5usize).max(1);
     let server = Server::start(&kind)?;
     let s3 = server.s3_config();
     let client = wpsmesh_storage::s3_client(&s3)?;

@@ -19,19 +19,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use wpsmesh_tests::bench::{ms, setting};
 use wpsmesh_tests::otlp::Collector;
 use wpsmesh_tests::{Launch, Service, data};
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One configuration's processes.
 struct Mesh {
@@ -122,9 +112,9 @@ fn median<T: PartialOrd + Copy>(values: &mut [T]) -> T {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let secs = env_number("WPSMESH_BENCH_SECS", 10);
-    let runs = env_number("WPSMESH_BENCH_RUNS", 30) as usize;
-    let rounds = env_number("WPSMESH_BENCH_ROUNDS", 5).max(1) as usize;
+    let secs = setting("WPSMESH_BENCH_SECS", 10);
+    let runs: usize = setting("WPSMESH_BENCH_RUNS", 30);
+    let rounds = setting("WPSMESH_BENCH_ROUNDS", 5usize).max(1);
     let clients = 32;
     let dir = tempfile::tempdir()?;
     let points = data::derive(dir.path(), "points.geojson", data::POINTS_SQL);

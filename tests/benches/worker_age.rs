@@ -10,33 +10,20 @@
 use std::time::{Duration, Instant};
 
 use wpsmesh_node::pool::{Pool, PoolConfig, RunJob, WORKER_BINARY_ENV};
-use wpsmesh_tests::{data, rss_of, workspace_binary};
+use wpsmesh_tests::bench::{ms, setting};
+use wpsmesh_tests::{cpu, data, load, rss_of, workspace_binary};
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
+/// The value at fraction `p` of `values`, in any order.
 fn percentile(values: &[Duration], p: f64) -> Duration {
     let mut sorted = values.to_vec();
     sorted.sort();
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank]
+    load::percentile(&sorted, p)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// CPU time (user + system) a process has used, from /proc (USER_HZ is 100 on Linux).
+/// CPU time (user + system) a process has used.
 fn cpu_of(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
+    let ticks = cpu::stat(pid)?.own;
+    Some(Duration::from_secs_f64(ticks as f64 / cpu::TICKS_PER_SEC))
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -45,9 +32,9 @@ fn mib(bytes: u64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let jobs = env_or("WPSMESH_BENCH_JOBS", 3000);
-    let bucket = env_or("WPSMESH_BENCH_BUCKET", 250).max(1);
-    let starts = env_or("WPSMESH_BENCH_STARTS", 5).max(1);
+    let jobs = setting("WPSMESH_BENCH_JOBS", 3000);
+    let bucket = setting("WPSMESH_BENCH_BUCKET", 250).max(1);
+    let starts = setting("WPSMESH_BENCH_STARTS", 5).max(1);
     if let Ok(filter) = std::env::var("WPSMESH_BENCH_LOG") {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }

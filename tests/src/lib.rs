@@ -1,6 +1,7 @@
 //! Test harness: starts real dependencies (s3s-fs, redis-server, the `wpsmesh` services) on free
 //! loopback ports, waits until they answer, and stops them when dropped.
 
+pub mod bench;
 pub mod consul;
 pub mod cpu;
 pub mod formats;
