@@ -188,24 +188,9 @@ impl Pool {
     /// Stops every worker (running jobs fail as unavailable) and waits until they are gone.
     pub async fn shutdown(&self) {
         self.shared.shutdown.cancel();
-        let slots = self
-            .slots
-            .lock()
-            .map(|mut slots| std::mem::take(&mut *slots))
-            .ok();
-        if let Some(mut slots) = slots {
-            while slots.join_next().await.is_some() {}
-        }
+        drain(&self.slots).await;
         // Workers retired by a recycle, still exiting.
-        let retiring = self
-            .shared
-            .retiring
-            .lock()
-            .map(|mut retiring| std::mem::take(&mut *retiring))
-            .ok();
-        if let Some(mut retiring) = retiring {
-            while retiring.join_next().await.is_some() {}
-        }
+        drain(&self.shared.retiring).await;
         info!("worker pool stopped");
     }
 
@@ -217,6 +202,14 @@ impl Pool {
             mpsc::error::TrySendError::Full(_) => PoolError::Busy,
             mpsc::error::TrySendError::Closed(_) => gone(),
         })
+    }
+}
+
+/// Takes the tasks out of `set` and waits until every one has ended.
+async fn drain(set: &Mutex<JoinSet<()>>) {
+    let taken = set.lock().map(|mut tasks| std::mem::take(&mut *tasks)).ok();
+    if let Some(mut tasks) = taken {
+        while tasks.join_next().await.is_some() {}
     }
 }
 
