@@ -52,7 +52,7 @@ class Output:
     pack_dir: str | None  # a folder zipped into `file` after the run
     destination: bool  # False for a layer changed in place, exported after the run
     returned: bool  # False for a required destination the client did not ask for
-    via_memory: bool = False  # a GeoJSON sink run into a memory layer, written after the run
+    via_memory: bool  # a GeoJSON sink run into a memory layer, written after the run
 
 
 def plan(alg, description: dict, requested: dict, workdir: str, via_memory: bool) -> list:
@@ -75,10 +75,9 @@ def plan(alg, description: dict, requested: dict, workdir: str, via_memory: bool
         choices = spec["complex"]["formats"]
         fmt = formats.choose((requested.get(name) or {}).get("format"), choices, name) \
             if wanted else choices[0]
-        output = _output(name, fmt, param if destination else None, workdir, wanted)
-        output.via_memory = via_memory and destination and fmt["extension"] == "geojson" \
+        memory = via_memory and destination and fmt["extension"] == "geojson" \
             and _to_memory(alg, param)
-        planned.append(output)
+        planned.append(_output(name, fmt, param if destination else None, workdir, wanted, memory))
     return planned
 
 
@@ -89,7 +88,7 @@ def _to_memory(alg, param) -> bool:
             and provider is not None and provider.supportsNonFileBasedOutput())
 
 
-def _output(name: str, fmt: dict, param, workdir: str, wanted: bool) -> Output:
+def _output(name: str, fmt: dict, param, workdir: str, wanted: bool, memory: bool) -> Output:
     ext = fmt["extension"]
     file = os.path.join(workdir, f"{name}.{ext}" if ext else name)
     target, pack_dir = file, None
@@ -100,7 +99,7 @@ def _output(name: str, fmt: dict, param, workdir: str, wanted: bool) -> Output:
         target = os.path.join(pack_dir, f"{name}.shp")
     if pack_dir:
         os.makedirs(pack_dir, exist_ok=True)
-    return Output(name, fmt, file, target, pack_dir, param is not None, wanted)
+    return Output(name, fmt, file, target, pack_dir, param is not None, wanted, memory)
 
 
 def destination_values(planned: list) -> dict:

@@ -45,11 +45,13 @@ pub fn write_geojson(
     let keys: Vec<String> = fields.iter().map(|f| json_string(f)).collect();
     header(&mut out, name, crs).map_err(io_error)?;
     let mut first = true;
+    // One feature's text, reused from feature to feature.
+    let mut line = Vec::with_capacity(4096);
     for feature in features.try_iter()? {
         let feature = feature?;
         let (wkb, attributes): (Option<Bound<'_, PyBytes>>, Vec<Bound<'_, PyAny>>) =
             feature.extract()?;
-        let mut line = Vec::with_capacity(4096);
+        line.clear();
         line.extend_from_slice(if first { b"{ " } else { b",\n{ " });
         first = false;
         line.extend_from_slice(b"\"type\": \"Feature\", \"properties\": { ");
