@@ -228,7 +228,9 @@ async fn main() -> anyhow::Result<()> {
     drop(mesh);
 
     let rounds = setting("WPSMESH_BENCH_ROUNDS", 2);
-    println!("\n8 clients by workers per core: both meshes up, {rounds} alternating rounds");
+    println!(
+        "\n8 clients by workers per core and on the peer: all up, {rounds} alternating rounds"
+    );
     println!("{LOAD_HEAD}");
     let mut meshes = Vec::new();
     for per_core in [1, 2] {
